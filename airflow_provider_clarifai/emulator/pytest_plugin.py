@@ -1,0 +1,1 @@
+"""Pytest fixtures for the Clarifai emulator (filled in by the emulator work)."""
