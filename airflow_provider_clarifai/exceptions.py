@@ -1,0 +1,278 @@
+"""The one place that turns Clarifai's errors into Python exceptions.
+
+Clarifai reports failures in two ways: an application error (gRPC OK, ``response.status.code`` not
+``SUCCESS``) and a transport error (``grpc.RpcError``). Both become one of the few classes below, so
+callers catch by meaning (not found, auth, rejected, throttled, unavailable) and the retry policy
+retries by class (``retryable``). A code this module does not know is never treated as success or as
+retryable: it becomes a plain :class:`ClarifaiError` (fail closed).
+
+Every class derives from ``AirflowException`` so Airflow's own handling (retries, ``soft_fail``) works.
+Configuration and auth errors also derive from ``AirflowFailException``: retrying the task cannot fix
+them, so the task fails at once with the message that says what to fix.
+
+No token ever reaches a message: callers pass the token as ``secret`` and it is scrubbed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException
+
+from airflow_provider_clarifai.status import status_code_name
+
+if TYPE_CHECKING:
+    import grpc
+
+
+class ClarifaiError(AirflowException):
+    """Base class of every error this provider raises about Clarifai.
+
+    :param message: what went wrong and what to do about it.
+    :param code_name: Clarifai's status code name (``CONN_DOES_NOT_EXIST``) or the gRPC code name.
+    :param code: the numeric Clarifai status code, if the service answered.
+    :param description: Clarifai's short description.
+    :param details: Clarifai's details.
+    :param req_id: Clarifai's request id, for support tickets.
+    :param method: the RPC that failed.
+    """
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code_name: str | None = None,
+        code: int | None = None,
+        description: str | None = None,
+        details: str | None = None,
+        req_id: str | None = None,
+        method: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code_name = code_name
+        self.code = code
+        self.description = description
+        self.details = details
+        self.req_id = req_id
+        self.method = method
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep the keyword attributes when the exception crosses a process boundary.
+        return (_rebuild_error, (type(self), str(self), self._fields()))
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "code_name": self.code_name,
+            "code": self.code,
+            "description": self.description,
+            "details": self.details,
+            "req_id": self.req_id,
+            "method": self.method,
+        }
+
+
+def _rebuild_error(cls: type[ClarifaiError], message: str, fields: dict[str, Any]) -> ClarifaiError:
+    return cls(message, **fields)
+
+
+class ClarifaiConfigurationError(ClarifaiError, AirflowFailException):
+    """Ids, ``config-lock.yaml`` or connection settings are missing or invalid. Nothing was sent."""
+
+
+class ClarifaiAuthError(ClarifaiError, AirflowFailException):
+    """The token is wrong, expired, or lacks the scope for the call."""
+
+
+class ClarifaiNotFoundError(ClarifaiError):
+    """A user, app, pipeline, pipeline version or run does not exist (or the token cannot see it)."""
+
+
+class ClarifaiRequestRejectedError(ClarifaiError):
+    """The service refused the request: a bad argument or a transition the run's state forbids."""
+
+
+class ClarifaiThrottledError(ClarifaiError):
+    """The rate limit or hourly quota was hit; retried with backoff."""
+
+    retryable = True
+
+
+class ClarifaiUnavailableError(ClarifaiError):
+    """The service could not be reached or failed internally; retried with backoff."""
+
+    retryable = True
+
+
+class ClarifaiUnexpectedResponseError(ClarifaiError):
+    """The service answered something this provider cannot interpret (unknown code or bad payload)."""
+
+
+_AUTH_CODES = frozenset(
+    {
+        "CONN_ACCOUNT_ISSUES",
+        "CONN_TOKEN_INVALID",
+        "CONN_CREDENTIALS_INVALID",
+        "CONN_KEY_INVALID",
+        "CONN_KEY_NOT_FOUND",
+        "CONN_INSUFFICIENT_SCOPES",
+        "CONN_AUTH_METHOD_DISABLED",
+        "CONN_NO_GDPR_CONSENT",
+        "CONN_EXCEED_MONTHLY_LIMIT",
+    }
+)
+_THROTTLE_CODES = frozenset({"CONN_THROTTLED", "CONN_EXCEED_HOURLY_LIMIT", "CONN_EXCEEDS_LIMITS"})
+_REJECTED_CODES = frozenset(
+    {
+        "BAD_REQUEST",
+        "FAILURE",
+        "CONN_BAD_REQUEST_FORMAT",
+        "CONN_INVALID_REQUEST",
+        "CONN_METHOD_NOT_ALLOWED",
+        "CONN_INVALID_RANGE",
+    }
+)
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "SERVER_ERROR",
+        "RPC_SERVER_UNAVAILABLE",
+        "RPC_REQUEST_TIMEOUT",
+        "DATABASE_STATEMENT_TIMEOUT",
+    }
+)
+
+_HINTS: dict[type[ClarifaiError], str] = {
+    ClarifaiAuthError: (
+        "Check the Personal Access Token in the Airflow connection's password field: it must be valid "
+        "and have the scopes for pipeline runs."
+    ),
+    ClarifaiNotFoundError: (
+        "Check user_id, app_id, pipeline_id, pipeline_version_id and the run id (explicit parameters, "
+        "config-lock.yaml or the connection's defaults), and that the token's user can see them."
+    ),
+    ClarifaiRequestRejectedError: "The service refused the request as sent; see its description.",
+    ClarifaiThrottledError: (
+        "The rate limit was hit; calls are retried with backoff. Lower the number of concurrent tasks "
+        "or raise the retry policy's limits if this keeps happening."
+    ),
+    ClarifaiUnavailableError: (
+        "The service could not be reached or failed; calls are retried with backoff. Check the "
+        "connection's host and the network if it persists."
+    ),
+    ClarifaiUnexpectedResponseError: (
+        "Failing closed. Check that the connection's host is a Clarifai API endpoint; a newer "
+        "airflow-provider-clarifai may understand this answer."
+    ),
+}
+
+
+def classify_code_name(code_name: str) -> type[ClarifaiError]:
+    """The exception class for a Clarifai application status code name.
+
+    :param code_name: a ``status_code_pb2`` name such as ``CONN_KEY_INVALID``.
+    """
+    if code_name in _AUTH_CODES:
+        return ClarifaiAuthError
+    if code_name in _THROTTLE_CODES:
+        return ClarifaiThrottledError
+    if code_name.endswith("_DOES_NOT_EXIST"):
+        return ClarifaiNotFoundError
+    if code_name in _REJECTED_CODES or code_name.endswith(("_INVALID_REQUEST", "_INVALID_ARGUMENT")):
+        return ClarifaiRequestRejectedError
+    if code_name in _UNAVAILABLE_CODES or code_name.startswith("INTERNAL_"):
+        return ClarifaiUnavailableError
+    return ClarifaiUnexpectedResponseError
+
+
+def error_from_status(
+    status: Any, *, method: str, context: str = "", secret: str | None = None
+) -> ClarifaiError:
+    """Build the exception for a non-success Clarifai ``status`` message.
+
+    :param status: a ``status_pb2.Status`` (``code``, ``description``, ``details``, ``req_id``).
+    :param method: the RPC that answered it.
+    :param context: what the call was doing (``"getting run r1 of u/a/p/v"``), for the message.
+    :param secret: the token, scrubbed from the message should the service echo it.
+    """
+    code = int(status.code)
+    code_name = status_code_name(code)
+    error_class = classify_code_name(code_name)
+    description = _scrub(status.description, secret)
+    details = _scrub(status.details, secret)
+    parts = [f"Clarifai {_label(method, context)} failed with {code_name} ({code})"]
+    if description:
+        parts.append(f": {description}")
+    if details and details != description:
+        parts.append(f" ({details})")
+    if status.req_id:
+        parts.append(f" [req_id {status.req_id}]")
+    message = "".join(parts) + ". " + _HINTS[error_class]
+    return error_class(
+        message,
+        code_name=code_name,
+        code=code,
+        description=description or None,
+        details=details or None,
+        req_id=status.req_id or None,
+        method=method,
+    )
+
+
+_TRANSPORT_CLASSES: dict[str, type[ClarifaiError]] = {
+    "UNAVAILABLE": ClarifaiUnavailableError,
+    "DEADLINE_EXCEEDED": ClarifaiUnavailableError,
+    "ABORTED": ClarifaiUnavailableError,
+    "CANCELLED": ClarifaiUnavailableError,
+    "RESOURCE_EXHAUSTED": ClarifaiThrottledError,
+    "UNAUTHENTICATED": ClarifaiAuthError,
+    "PERMISSION_DENIED": ClarifaiAuthError,
+    "NOT_FOUND": ClarifaiNotFoundError,
+    "INVALID_ARGUMENT": ClarifaiRequestRejectedError,
+    "FAILED_PRECONDITION": ClarifaiRequestRejectedError,
+    "OUT_OF_RANGE": ClarifaiRequestRejectedError,
+}
+
+
+def error_from_rpc(
+    error: grpc.RpcError, *, method: str, target: str, context: str = "", secret: str | None = None
+) -> ClarifaiError:
+    """Build the exception for a gRPC transport error.
+
+    :param error: the ``grpc.RpcError`` (or ``grpc.aio.AioRpcError``) raised by the call.
+    :param method: the RPC that failed.
+    :param target: the address called, so the message says where.
+    :param context: what the call was doing, for the message.
+    :param secret: the token, scrubbed from the message.
+    """
+    code = error.code() if callable(getattr(error, "code", None)) else None
+    code_name = getattr(code, "name", None) or "UNKNOWN"
+    raw_details = error.details() if callable(getattr(error, "details", None)) else None
+    detail = _scrub(str(raw_details or ""), secret)
+    if code_name == "UNIMPLEMENTED":
+        error_class: type[ClarifaiError] = ClarifaiUnexpectedResponseError
+        hint = f"The server at {target} does not implement {method}: is the host a Clarifai API endpoint?"
+    else:
+        error_class = _TRANSPORT_CLASSES.get(code_name, ClarifaiUnexpectedResponseError)
+        hint = _HINTS[error_class]
+        if code_name == "UNAVAILABLE":
+            hint = f"Could not reach the Clarifai API at {target}. " + hint
+        elif code_name == "DEADLINE_EXCEEDED":
+            hint = (
+                f"No answer from {target} within the call's deadline. Raise the connection's timeout if "
+                "the service is slow. " + hint
+            )
+    message = f"Clarifai {_label(method, context)} failed with gRPC {code_name}"
+    if detail:
+        message += f": {detail}"
+    return error_class(f"{message}. {hint}", code_name=code_name, description=detail or None, method=method)
+
+
+def _label(method: str, context: str) -> str:
+    return f"{method} ({context})" if context else method
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    if secret and text:
+        return text.replace(secret, "***")
+    return text

@@ -1,0 +1,653 @@
+"""ClarifaiHook: the pipeline-run surface of the Clarifai gRPC API, blocking and asyncio.
+
+Importing this module is cheap: ``grpc`` and ``clarifai_grpc`` load on the first call, never at DAG
+parse time.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from contextlib import suppress
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+
+from airflow_provider_clarifai.exceptions import (
+    ClarifaiConfigurationError,
+    ClarifaiError,
+    ClarifaiNotFoundError,
+)
+from airflow_provider_clarifai.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
+from airflow_provider_clarifai.ids import (
+    PipelineVersionIds,
+    resolve_pipeline_version_ids,
+    validate_run_id,
+    validate_run_ids,
+)
+from airflow_provider_clarifai.retry import RetryPolicy
+from airflow_provider_clarifai.runs import PipelineRun, RunLogBatch, RunLogCursor, RunStatusChange
+from airflow_provider_clarifai.status import PipelineRunStatus, RunAction, parse_statuses
+
+if TYPE_CHECKING:
+    from airflow_provider_clarifai.hooks._flows import Call
+    from airflow_provider_clarifai.hooks._transport import ConnectionSettings, PipelineRunStub
+
+T = TypeVar("T")
+
+#: Runs per PatchPipelineVersionRuns request; larger batches are split.
+DEFAULT_BATCH_SIZE = 100
+MAX_BATCH_SIZE = 1000
+#: The connection test is a button in the UI: answer within seconds, not after a long retry budget.
+_CONNECTION_TEST_POLICY = RetryPolicy(max_attempts=2, initial_backoff=0.5, max_elapsed=10.0)
+
+
+class ClarifaiHook(BaseHook):
+    """Interact with Clarifai pipeline version runs over gRPC.
+
+    Every method has an asyncio twin prefixed with ``a`` (``get_run`` / ``aget_run``). Every call has a
+    deadline (the connection's ``timeout``, 30 s by default) and goes through one :class:`RetryPolicy`:
+    transport failures, the service's internal errors and throttling are retried with exponential
+    backoff and jitter, bounded in attempts and total time; other errors raise at once as a subclass of
+    :class:`~airflow_provider_clarifai.exceptions.ClarifaiError`.
+
+    The blocking methods use one channel per hook (close it with :meth:`close` or a ``with`` block).
+    The asyncio methods share one channel per event loop and endpoint across every hook in the process,
+    with a bound on calls in flight, so hundreds of triggers in one triggerer use one connection.
+
+    :param clarifai_conn_id: the Airflow connection of type ``clarifai``.
+    :param retry_policy: a :class:`RetryPolicy` or a dict of its settings; retries are on by default.
+    :param timeout: deadline of each call in seconds; overrides the connection's ``timeout``.
+    :param batch_size: runs per status-change request; larger batches are split.
+    :param **kwargs: passed to ``BaseHook`` (``logger_name``).
+    """
+
+    conn_name_attr = "clarifai_conn_id"
+    default_conn_name = "clarifai_default"
+    conn_type = "clarifai"
+    hook_name = "Clarifai"
+
+    def __init__(
+        self,
+        clarifai_conn_id: str = default_conn_name,
+        *,
+        retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(clarifai_conn_id, str) or not clarifai_conn_id.strip():
+            raise ClarifaiConfigurationError(
+                f"clarifai_conn_id must be a non-empty string, got {clarifai_conn_id!r}."
+            )
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise ClarifaiConfigurationError(
+                f"timeout must be a positive number of seconds, got {timeout!r}."
+            )
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int)
+            or not 1 <= batch_size <= MAX_BATCH_SIZE
+        ):
+            raise ClarifaiConfigurationError(
+                f"batch_size must be a whole number from 1 to {MAX_BATCH_SIZE}, got {batch_size!r}."
+            )
+        self.clarifai_conn_id = clarifai_conn_id
+        self.retry_policy = RetryPolicy.coerce(retry_policy)
+        self.batch_size = batch_size
+        self._timeout = float(timeout) if timeout is not None else None
+        self._settings: ConnectionSettings | None = None
+        self._sync_channel: Any = None
+        self._sync_stub: PipelineRunStub | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(clarifai_conn_id={self.clarifai_conn_id!r})"
+
+    def __enter__(self) -> ClarifaiHook:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # Connection -------------------------------------------------------------------------------
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The connection form's extra fields for Airflow 2's UI (Airflow 3 reads provider info)."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from flask_babel import lazy_gettext
+        from wtforms import StringField
+
+        return {
+            name: StringField(
+                lazy_gettext(field["label"]), widget=BS3TextFieldWidget(), description=field["description"]
+            )
+            for name, field in CONN_FIELDS.items()
+        }
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hidden, relabelled and placeholder fields for Airflow 2's UI (Airflow 3 reads provider info)."""
+        return {
+            "hidden_fields": list(UI_FIELD_BEHAVIOUR["hidden-fields"]),
+            "relabeling": dict(UI_FIELD_BEHAVIOUR["relabeling"]),
+            "placeholders": dict(UI_FIELD_BEHAVIOUR["placeholders"]),
+        }
+
+    def get_settings(self) -> ConnectionSettings:
+        """Read the Airflow connection once and return what the hook uses from it."""
+        if self._settings is None:
+            try:
+                conn = self.get_connection(self.clarifai_conn_id)
+            except AirflowNotFoundException:
+                raise self._missing_connection() from None
+            self._settings = self._parse_settings(conn.host, conn.port, conn.password, conn.extra_dejson)
+        return self._settings
+
+    async def aget_settings(self) -> ConnectionSettings:
+        """Asyncio twin of :meth:`get_settings`; never blocks the event loop."""
+        if self._settings is None:
+            from airflow.providers.common.compat.connection import (
+                get_async_connection,
+                get_async_extra_dejson,
+            )
+
+            try:
+                conn = await get_async_connection(self.clarifai_conn_id, hook=self)
+            except AirflowNotFoundException:
+                raise self._missing_connection() from None
+            extra = await get_async_extra_dejson(conn)
+            self._settings = self._parse_settings(conn.host, conn.port, conn.password, extra)
+        return self._settings
+
+    def _parse_settings(
+        self, host: str | None, port: int | None, password: str | None, extra: dict[str, Any]
+    ) -> ConnectionSettings:
+        from airflow_provider_clarifai.hooks._transport import settings_from_connection
+
+        return settings_from_connection(self.clarifai_conn_id, host, port, password, extra or {})
+
+    def _missing_connection(self) -> ClarifaiConfigurationError:
+        env_name = "AIRFLOW_CONN_" + self.clarifai_conn_id.upper()
+        return ClarifaiConfigurationError(
+            f"Airflow connection {self.clarifai_conn_id!r} is not defined. Create it with type "
+            f"'clarifai' (password: your Personal Access Token), or set the environment variable "
+            f"{env_name}."
+        )
+
+    @property
+    def timeout(self) -> float:
+        """The deadline of each call, in seconds."""
+        return self._timeout if self._timeout is not None else self.get_settings().timeout
+
+    def get_conn(self) -> PipelineRunStub:
+        """The blocking stub, over this hook's channel (opened on first use)."""
+        if self._sync_stub is None:
+            from airflow_provider_clarifai.hooks._transport import PipelineRunStub, open_sync_channel
+
+            self._sync_channel = open_sync_channel(self.get_settings())
+            self._sync_stub = PipelineRunStub(self._sync_channel)
+        return self._sync_stub
+
+    def close(self) -> None:
+        """Close this hook's blocking channel. The shared asyncio channels stay open."""
+        if self._sync_channel is not None:
+            self._sync_channel.close()
+        self._sync_channel = self._sync_stub = None
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Make a real authenticated call and say whether the token and host work."""
+        from airflow_provider_clarifai.hooks._flows import whoami
+
+        try:
+            settings = self.get_settings()
+            user_id = self._run(whoami(settings.default_user_id), _CONNECTION_TEST_POLICY)
+        except ClarifaiError as err:
+            return False, str(err)
+        return True, f"Connected to the Clarifai API at {settings.target} as user {user_id!r}."
+
+    # Ids ----------------------------------------------------------------------------------------
+
+    def resolve_ids(
+        self,
+        *,
+        user_id: str | None = None,
+        app_id: str | None = None,
+        pipeline_id: str | None = None,
+        pipeline_version_id: str | None = None,
+        config_lock_path: str | os.PathLike[str] | None = None,
+        base_dir: str | os.PathLike[str] | None = None,
+    ) -> PipelineVersionIds:
+        """Resolve the pipeline version: explicit ids, else ``config-lock.yaml``, else the connection.
+
+        :param user_id: explicit user id.
+        :param app_id: explicit app id.
+        :param pipeline_id: explicit pipeline id.
+        :param pipeline_version_id: explicit pipeline version id.
+        :param config_lock_path: a ``config-lock.yaml`` written by ``clarifai pipeline upload``.
+        :param base_dir: the folder a relative ``config_lock_path`` is relative to.
+        """
+        settings = self.get_settings()
+        return resolve_pipeline_version_ids(
+            user_id=user_id,
+            app_id=app_id,
+            pipeline_id=pipeline_id,
+            pipeline_version_id=pipeline_version_id,
+            config_lock_path=config_lock_path,
+            base_dir=base_dir,
+            default_user_id=settings.default_user_id,
+            default_app_id=settings.default_app_id,
+            defaults_source=f"the defaults of Airflow connection {self.clarifai_conn_id!r}",
+        )
+
+    def run_url(self, ids: PipelineVersionIds, run_id: str) -> str:
+        """The run's page in the Clarifai web UI (base from the connection's ``web_base_url``).
+
+        :param ids: the pipeline version.
+        :param run_id: the run.
+        """
+        base = self.get_settings().web_base_url
+        return (
+            f"{base}/{ids.user_id}/{ids.app_id}/pipelines/{ids.pipeline_id}"
+            f"/versions/{ids.pipeline_version_id}/runs/{run_id}"
+        )
+
+    # Operations: each builds a flow once; the sync and asyncio methods only drive it -------------
+
+    def get_run(self, ids: PipelineVersionIds, run_id: str) -> PipelineRun:
+        """Get one run.
+
+        :param ids: the pipeline version.
+        :param run_id: the run.
+        :raises ClarifaiNotFoundError: no such run (or pipeline version) visible to the token.
+        """
+        return self._run(self._get_run_flow(ids, run_id))
+
+    async def aget_run(self, ids: PipelineVersionIds, run_id: str) -> PipelineRun:
+        """Asyncio twin of :meth:`get_run`.
+
+        :param ids: the pipeline version.
+        :param run_id: the run.
+        """
+        return await self._arun(self._get_run_flow(ids, run_id))
+
+    def list_runs(
+        self,
+        ids: PipelineVersionIds,
+        *,
+        statuses: Iterable[PipelineRunStatus | str | int] | None = None,
+        per_page: int = 128,
+        max_pages: int | None = None,
+        compute_cluster_id: str | None = None,
+        nodepool_id: str | None = None,
+    ) -> list[PipelineRun]:
+        """List runs of a pipeline version, newest first, reading every page unless ``max_pages``.
+
+        :param ids: the pipeline version.
+        :param statuses: only runs in these states (names such as ``"RUNNING"`` or members).
+        :param per_page: runs per page (1 to 1000).
+        :param max_pages: read at most this many pages.
+        :param compute_cluster_id: only runs on this compute cluster.
+        :param nodepool_id: only runs on this nodepool.
+        """
+        return self._run(
+            self._list_runs_flow(ids, statuses, per_page, max_pages, compute_cluster_id, nodepool_id)
+        )
+
+    async def alist_runs(
+        self,
+        ids: PipelineVersionIds,
+        *,
+        statuses: Iterable[PipelineRunStatus | str | int] | None = None,
+        per_page: int = 128,
+        max_pages: int | None = None,
+        compute_cluster_id: str | None = None,
+        nodepool_id: str | None = None,
+    ) -> list[PipelineRun]:
+        """Asyncio twin of :meth:`list_runs`.
+
+        :param ids: the pipeline version.
+        :param statuses: only runs in these states.
+        :param per_page: runs per page (1 to 1000).
+        :param max_pages: read at most this many pages.
+        :param compute_cluster_id: only runs on this compute cluster.
+        :param nodepool_id: only runs on this nodepool.
+        """
+        return await self._arun(
+            self._list_runs_flow(ids, statuses, per_page, max_pages, compute_cluster_id, nodepool_id)
+        )
+
+    def set_runs_status(
+        self, ids: PipelineVersionIds, run_ids: str | Sequence[str], action: RunAction | str
+    ) -> list[RunStatusChange]:
+        """Pause, resume or cancel runs of one pipeline version, ``batch_size`` runs per request.
+
+        Returns one :class:`RunStatusChange` per run, in order; a run the service refused is reported,
+        not raised, so a batch never half-applies silently. Request-level failures (auth, unknown
+        pipeline version, an unreachable service after retries) raise.
+
+        :param ids: the pipeline version.
+        :param run_ids: one run id or several (no duplicates).
+        :param action: ``"pause"`` (from JOB_QUEUED or JOB_RUNNING), ``"resume"`` (from JOB_PAUSED) or
+            ``"cancel"`` (from any non-terminal state).
+        """
+        return self._run(self._set_runs_status_flow(ids, run_ids, action))
+
+    async def aset_runs_status(
+        self, ids: PipelineVersionIds, run_ids: str | Sequence[str], action: RunAction | str
+    ) -> list[RunStatusChange]:
+        """Asyncio twin of :meth:`set_runs_status`.
+
+        :param ids: the pipeline version.
+        :param run_ids: one run id or several.
+        :param action: ``"pause"``, ``"resume"`` or ``"cancel"``.
+        """
+        return await self._arun(self._set_runs_status_flow(ids, run_ids, action))
+
+    def post_run(
+        self,
+        ids: PipelineVersionIds,
+        *,
+        run_id: str | None = None,
+        input_args: Mapping[str, str] | None = None,
+        nodepool_id: str | None = None,
+        compute_cluster_id: str | None = None,
+    ) -> PipelineRun:
+        """Start a run. Retries never start a second run: see :func:`_flows.post_run`.
+
+        :param ids: the pipeline version.
+        :param run_id: the new run's id (a uuid4 hex by default). Reusing an id fails.
+        :param input_args: argument overrides, parameter names to string values.
+        :param nodepool_id: the nodepool to run on (with ``compute_cluster_id``).
+        :param compute_cluster_id: the compute cluster of the nodepool.
+        """
+        return self._run(self._post_run_flow(ids, run_id, input_args, nodepool_id, compute_cluster_id))
+
+    async def apost_run(
+        self,
+        ids: PipelineVersionIds,
+        *,
+        run_id: str | None = None,
+        input_args: Mapping[str, str] | None = None,
+        nodepool_id: str | None = None,
+        compute_cluster_id: str | None = None,
+    ) -> PipelineRun:
+        """Asyncio twin of :meth:`post_run`.
+
+        :param ids: the pipeline version.
+        :param run_id: the new run's id.
+        :param input_args: argument overrides.
+        :param nodepool_id: the nodepool to run on.
+        :param compute_cluster_id: the compute cluster of the nodepool.
+        """
+        return await self._arun(self._post_run_flow(ids, run_id, input_args, nodepool_id, compute_cluster_id))
+
+    def get_run_logs(
+        self,
+        ids: PipelineVersionIds,
+        run_id: str,
+        *,
+        cursor: RunLogCursor | None = None,
+        per_page: int = 32,
+        max_pages: int = 20,
+    ) -> RunLogBatch:
+        """Read a run's log lines not returned before ``cursor``, de-duplicated.
+
+        :param ids: the pipeline version.
+        :param run_id: the run.
+        :param cursor: the cursor of the previous call; ``None`` reads from the start.
+        :param per_page: entries per page.
+        :param max_pages: most pages read by this call; the cursor continues from there.
+        """
+        return self._run(self._logs_flow(ids, run_id, cursor, per_page, max_pages))
+
+    async def aget_run_logs(
+        self,
+        ids: PipelineVersionIds,
+        run_id: str,
+        *,
+        cursor: RunLogCursor | None = None,
+        per_page: int = 32,
+        max_pages: int = 20,
+    ) -> RunLogBatch:
+        """Asyncio twin of :meth:`get_run_logs`.
+
+        :param ids: the pipeline version.
+        :param run_id: the run.
+        :param cursor: the cursor of the previous call.
+        :param per_page: entries per page.
+        :param max_pages: most pages read by this call.
+        """
+        return await self._arun(self._logs_flow(ids, run_id, cursor, per_page, max_pages))
+
+    # Flow builders: argument checks happen here, before anything is sent ------------------------
+
+    @staticmethod
+    def _get_run_flow(ids: PipelineVersionIds, run_id: str) -> Generator[Call, Any, PipelineRun]:
+        from airflow_provider_clarifai.hooks import _flows
+
+        return _flows.get_run(_check_ids(ids), validate_run_id(run_id))
+
+    @staticmethod
+    def _list_runs_flow(
+        ids: PipelineVersionIds,
+        statuses: Iterable[PipelineRunStatus | str | int] | None,
+        per_page: int,
+        max_pages: int | None,
+        compute_cluster_id: str | None,
+        nodepool_id: str | None,
+    ) -> Generator[Call, Any, list[PipelineRun]]:
+        from airflow_provider_clarifai.hooks import _flows
+
+        if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 1000:
+            raise ClarifaiConfigurationError(
+                f"per_page must be a whole number from 1 to 1000, got {per_page!r}."
+            )
+        if max_pages is not None and (not isinstance(max_pages, int) or max_pages < 1):
+            raise ClarifaiConfigurationError(f"max_pages must be a whole number >= 1, got {max_pages!r}.")
+        try:
+            wanted = parse_statuses(statuses) if statuses else frozenset()
+        except ValueError as err:
+            raise ClarifaiConfigurationError(f"Invalid statuses filter: {err}.") from None
+        return _flows.list_runs(
+            _check_ids(ids),
+            statuses=wanted,
+            per_page=per_page,
+            max_pages=max_pages,
+            compute_cluster_id=compute_cluster_id,
+            nodepool_id=nodepool_id,
+        )
+
+    def _set_runs_status_flow(
+        self, ids: PipelineVersionIds, run_ids: str | Sequence[str], action: RunAction | str
+    ) -> Generator[Call, Any, list[RunStatusChange]]:
+        from airflow_provider_clarifai.hooks import _flows
+
+        try:
+            parsed_action = RunAction(action)
+        except ValueError:
+            raise ClarifaiConfigurationError(
+                f"Unknown action {action!r}; use one of {', '.join(a.value for a in RunAction)}."
+            ) from None
+        return _flows.set_runs_status(
+            _check_ids(ids),
+            validate_run_ids(run_ids),
+            parsed_action.target_status,
+            batch_size=self.batch_size,
+        )
+
+    @staticmethod
+    def _post_run_flow(
+        ids: PipelineVersionIds,
+        run_id: str | None,
+        input_args: Mapping[str, str] | None,
+        nodepool_id: str | None,
+        compute_cluster_id: str | None,
+    ) -> Generator[Call, Any, PipelineRun]:
+        from airflow_provider_clarifai.hooks import _flows
+
+        if input_args is not None and (
+            not isinstance(input_args, Mapping)
+            or not all(
+                isinstance(name, str) and name and isinstance(value, str)
+                for name, value in input_args.items()
+            )
+        ):
+            raise ClarifaiConfigurationError(
+                "input_args must map parameter names to string values, for example "
+                "{'learning_rate': '0.01'}; got " + repr(input_args)
+            )
+        if compute_cluster_id and not nodepool_id:
+            raise ClarifaiConfigurationError("compute_cluster_id needs nodepool_id: give both or neither.")
+        return _flows.post_run(
+            _check_ids(ids),
+            run_id=validate_run_id(run_id) if run_id is not None else None,
+            input_args=input_args,
+            nodepool_id=nodepool_id,
+            compute_cluster_id=compute_cluster_id,
+        )
+
+    @staticmethod
+    def _logs_flow(
+        ids: PipelineVersionIds, run_id: str, cursor: RunLogCursor | None, per_page: int, max_pages: int
+    ) -> Generator[Call, Any, RunLogBatch]:
+        from airflow_provider_clarifai.hooks import _flows
+
+        for name, value in (("per_page", per_page), ("max_pages", max_pages)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ClarifaiConfigurationError(f"{name} must be a whole number >= 1, got {value!r}.")
+        return _flows.get_run_logs(
+            _check_ids(ids),
+            validate_run_id(run_id),
+            cursor=cursor or RunLogCursor(),
+            per_page=per_page,
+            max_pages=max_pages,
+        )
+
+    # Drivers: the only two places that perform calls --------------------------------------------
+
+    def _run(self, flow: Generator[Call, Any, T], policy: RetryPolicy | None = None) -> T:
+        stepper = _FlowStepper(flow)
+        while (call := stepper.next_call()) is not None:
+            try:
+                stepper.answer(self._execute(call, policy or self.retry_policy))
+            except ClarifaiError as error:
+                stepper.fail(error)
+        return stepper.result
+
+    async def _arun(self, flow: Generator[Call, Any, T]) -> T:
+        stepper = _FlowStepper(flow)
+        while (call := stepper.next_call()) is not None:
+            try:
+                stepper.answer(await self._aexecute(call))
+            except ClarifaiError as error:
+                stepper.fail(error)
+        return stepper.result
+
+    def _execute(self, call: Call, policy: RetryPolicy) -> Any:
+        import grpc
+
+        from airflow_provider_clarifai.exceptions import error_from_rpc
+        from airflow_provider_clarifai.hooks._flows import check_response
+
+        stub = self.get_conn()
+        settings = self.get_settings()
+        attempts = itertools.count()
+
+        def invoke(one: Call, timeout: float) -> Any:
+            try:
+                response = stub.method(one.method)(one.request, metadata=settings.metadata, timeout=timeout)
+            except grpc.RpcError as err:
+                raise error_from_rpc(
+                    err,
+                    method=one.method,
+                    target=settings.target,
+                    context=one.description,
+                    secret=settings.token,
+                ) from None
+            return check_response(response, one, settings.token)
+
+        def attempt(timeout: float) -> Any:
+            if next(attempts) and call.recover is not None:
+                with suppress(ClarifaiNotFoundError):
+                    return invoke(call.recover, timeout)
+            return invoke(call, timeout)
+
+        return policy.call(attempt, call_timeout=self.timeout, description=call.description)
+
+    async def _aexecute(self, call: Call) -> Any:
+        import grpc
+
+        from airflow_provider_clarifai.exceptions import error_from_rpc
+        from airflow_provider_clarifai.hooks._flows import check_response
+        from airflow_provider_clarifai.hooks._transport import async_endpoint
+
+        settings = await self.aget_settings()
+        endpoint = async_endpoint(settings)
+        timeout = self._timeout if self._timeout is not None else settings.timeout
+        attempts = itertools.count()
+
+        async def invoke(one: Call, deadline: float) -> Any:
+            async with endpoint.limiter:
+                try:
+                    response = await endpoint.stub.method(one.method)(
+                        one.request, metadata=settings.metadata, timeout=deadline
+                    )
+                except grpc.RpcError as err:
+                    raise error_from_rpc(
+                        err,
+                        method=one.method,
+                        target=settings.target,
+                        context=one.description,
+                        secret=settings.token,
+                    ) from None
+            return check_response(response, one, settings.token)
+
+        async def attempt(deadline: float) -> Any:
+            if next(attempts) and call.recover is not None:
+                with suppress(ClarifaiNotFoundError):
+                    return await invoke(call.recover, deadline)
+            return await invoke(call, deadline)
+
+        return await self.retry_policy.acall(attempt, call_timeout=timeout, description=call.description)
+
+
+class _FlowStepper:
+    """Feeds a flow its answers; the sync and asyncio drivers differ only in how they make calls."""
+
+    def __init__(self, flow: Generator[Call, Any, Any]) -> None:
+        self._flow = flow
+        self._answer: Any = None
+        self._error: BaseException | None = None
+        self.result: Any = None
+
+    def next_call(self) -> Call | None:
+        try:
+            if self._error is not None:
+                error, self._error = self._error, None
+                return self._flow.throw(error)
+            return self._flow.send(self._answer)
+        except StopIteration as stop:
+            self.result = stop.value
+            return None
+
+    def answer(self, response: Any) -> None:
+        self._answer = response
+
+    def fail(self, error: BaseException) -> None:
+        self._error = error
+
+
+def _check_ids(ids: PipelineVersionIds) -> PipelineVersionIds:
+    if not isinstance(ids, PipelineVersionIds):
+        raise ClarifaiConfigurationError(
+            f"ids must be a PipelineVersionIds (from ClarifaiHook.resolve_ids), got {type(ids).__name__}."
+        )
+    return ids
