@@ -1,0 +1,95 @@
+"""A local emulator of the Clarifai pipeline-run gRPC API, for tests and demos.
+
+Importing this package starts nothing and imports neither gRPC nor YAML: every name below is loaded on
+first use, so the pytest plugin (which imports this package in every test session) stays cheap.
+
+See ``docs/emulator.rst``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_clarifai.emulator.clock import Clock, ManualClock, MonotonicClock, WallClock
+    from airflow_provider_clarifai.emulator.models import (
+        ApiError,
+        Backend,
+        Faults,
+        RateLimiter,
+        RequestLog,
+        RequestRecord,
+        RunSnapshot,
+    )
+    from airflow_provider_clarifai.emulator.scenario import (
+        FaultKind,
+        FaultRule,
+        RunScript,
+        RunState,
+        Scenario,
+        ScenarioError,
+        ScriptedLog,
+        load_scenario,
+    )
+    from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
+
+__all__ = [
+    "ApiError",
+    "Backend",
+    "ClarifaiEmulator",
+    "Clock",
+    "FaultKind",
+    "FaultRule",
+    "Faults",
+    "ManualClock",
+    "MonotonicClock",
+    "RateLimiter",
+    "RequestLog",
+    "RequestRecord",
+    "RunScript",
+    "RunSnapshot",
+    "RunState",
+    "Scenario",
+    "ScenarioError",
+    "ScriptedLog",
+    "WallClock",
+    "load_scenario",
+]
+
+# Public name -> the submodule that defines it.
+_EXPORTS = {
+    "Clock": "clock",
+    "ManualClock": "clock",
+    "MonotonicClock": "clock",
+    "WallClock": "clock",
+    "ApiError": "models",
+    "Backend": "models",
+    "Faults": "models",
+    "RateLimiter": "models",
+    "RequestLog": "models",
+    "RequestRecord": "models",
+    "RunSnapshot": "models",
+    "FaultKind": "scenario",
+    "FaultRule": "scenario",
+    "RunScript": "scenario",
+    "RunState": "scenario",
+    "Scenario": "scenario",
+    "ScenarioError": "scenario",
+    "ScriptedLog": "scenario",
+    "load_scenario": "scenario",
+    "ClarifaiEmulator": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module_name}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,134 @@
+"""Command line: serve the Clarifai emulator until SIGINT or SIGTERM.
+
+``python -m airflow_provider_clarifai.emulator --port 50051 --scenario FILE.yaml`` (also installed as
+``clarifai-emulator``). It prints one line with the bound address once it accepts requests, and with
+``--ready-file`` also writes that address to a file, so scripts can wait for the file instead of parsing
+output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m airflow_provider_clarifai.emulator",
+        description="Serve a local emulator of the Clarifai pipeline-run gRPC API (plain text, no TLS).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=50051, help="port to bind; 0 picks a free one (default: %(default)s)"
+    )
+    parser.add_argument("--scenario", help="scenario YAML file (default: the bundled default scenario)")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="emulated seconds per real second; 60 makes a 30-minute run take 30 s (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=None,
+        help="requests per second per token, 0 for no limit (default: the scenario's, else 15)",
+    )
+    parser.add_argument("--ready-file", type=Path, help="write the bound host:port here once serving")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
+    return parser
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    # A watcher polling for the file must never read it half-written.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the emulator until interrupted.
+
+    :param argv: the arguments (default: ``sys.argv[1:]``).
+    :return: the exit code: 0 after a clean stop, 1 if the address cannot be bound, 2 for bad arguments
+        or an invalid scenario.
+    """
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if args.verbose:
+        # Only the emulator's own logger: gRPC's debug output would drown the request lines.
+        logging.getLogger("airflow_provider_clarifai.emulator").setLevel(logging.DEBUG)
+    # Imported here so that --help and argument errors stay fast.
+    from airflow_provider_clarifai.emulator.clock import WallClock
+    from airflow_provider_clarifai.emulator.scenario import ScenarioError, load_scenario
+    from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
+
+    if args.time_scale <= 0:
+        print("error: --time-scale must be positive", file=sys.stderr)
+        return 2
+    if args.rate_limit is not None and args.rate_limit < 0:
+        print("error: --rate-limit must be 0 or more", file=sys.stderr)
+        return 2
+    try:
+        # Always a path here: a mistyped file name must not be parsed as YAML text.
+        scenario = load_scenario(None if args.scenario is None else Path(args.scenario))
+    except ScenarioError as error:
+        print(f"error: invalid scenario: {error}", file=sys.stderr)
+        return 2
+    if args.rate_limit is not None:
+        scenario = dataclasses.replace(scenario, rate_limit_per_second=args.rate_limit or None)
+
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop_requested.set()
+
+    emulator = ClarifaiEmulator(
+        scenario, clock=WallClock(scale=args.time_scale), host=args.host, port=args.port
+    )
+    # Installed before the server starts, so a signal arriving at any point still stops it cleanly.
+    previous_handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous_handlers[signum] = signal.signal(signum, request_stop)
+    try:
+        try:
+            emulator.start()
+        except OSError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"Clarifai emulator listening on {emulator.address}", flush=True)
+        if args.ready_file is not None:
+            _write_atomically(args.ready_file, emulator.address + "\n")
+        # A timed wait keeps the main thread returning to the interpreter, where signal handlers run.
+        while not stop_requested.wait(0.2):
+            pass
+    finally:
+        emulator.stop()
+        if args.ready_file is not None:
+            # A stale address left behind would send the next script to a dead port.
+            args.ready_file.unlink(missing_ok=True)
+        # Restored so that main() called from Python (or a test) leaves the process as it found it.
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+    print("Clarifai emulator stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

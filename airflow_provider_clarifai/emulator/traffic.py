@@ -1,0 +1,242 @@
+"""What happens to requests on their way in: rate limiting, injected faults, and the request log.
+
+Plain Python, no gRPC: the server consults these for each request. Each class is thread-safe.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from airflow_provider_clarifai.emulator.clock import Clock, MonotonicClock
+from airflow_provider_clarifai.emulator.scenario import FaultKind, FaultRule
+
+__all__ = ["Faults", "RateLimiter", "RequestLog", "RequestRecord"]
+
+
+class RateLimiter:
+    """A sliding one-second window per key (per token).
+
+    Only accepted requests count toward the window, so a client that backs off recovers within a second.
+
+    :param limit_per_second: requests allowed in any one-second window; ``None`` (or 0) turns it off.
+    :param clock: the clock measuring the window (real monotonic time unless injected).
+    """
+
+    def __init__(self, limit_per_second: int | None, clock: Clock | None = None) -> None:
+        self.limit_per_second = limit_per_second or None
+        self._clock: Clock = clock or MonotonicClock()
+        self._windows: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def set_limit(self, limit_per_second: int | None) -> None:
+        """Change the limit.
+
+        :param limit_per_second: the new limit; ``None`` or 0 turns it off.
+        """
+        with self._lock:
+            self.limit_per_second = limit_per_second or None
+
+    def allow(self, key: str) -> bool:
+        """Count a request for ``key`` if the window has room.
+
+        :param key: who is calling (the token).
+        :return: whether the request is allowed.
+        """
+        if self.limit_per_second is None:
+            return True
+        with self._lock:
+            now = self._clock.now()
+            window = self._windows.setdefault(key, deque())
+            while window and now - window[0] >= 1.0:
+                window.popleft()
+            if len(window) >= self.limit_per_second:
+                return False
+            window.append(now)
+            return True
+
+
+@dataclass
+class _ActiveFault:
+    rule: FaultRule
+    remaining: int | None
+
+
+class Faults:
+    """The faults to inject, consulted once per request; thread-safe.
+
+    Rules are tried in the order they were added and at most one fires per request.
+
+    :param rules: initial rules (e.g. from the scenario).
+    :param seed: seed of the random generator used for ``probability``.
+    """
+
+    def __init__(self, rules: Iterable[FaultRule] = (), seed: int = 0) -> None:
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+        self._active: list[_ActiveFault] = []
+        for rule in rules:
+            self.add_rule(rule)
+
+    def add(
+        self,
+        *,
+        kind: FaultKind | str,
+        method: str = "*",
+        count: int | None = None,
+        probability: float = 1.0,
+        latency_seconds: float = 0.0,
+    ) -> FaultRule:
+        """Add a fault; see :class:`~airflow_provider_clarifai.emulator.scenario.FaultRule` for the kinds.
+
+        :param kind: the fault kind, e.g. ``"unavailable"``.
+        :param method: an RPC name, or ``"*"`` for every RPC.
+        :param count: how many requests it hits; ``None`` for all.
+        :param probability: chance (0..1) that a matching request is hit.
+        :param latency_seconds: real seconds to wait for ``latency``.
+        :return: the rule added.
+        :raises ValueError: if the rule is invalid.
+        """
+        try:
+            fault_kind = FaultKind(kind)
+        except ValueError:
+            raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(FaultKind)}") from None
+        rule = FaultRule(
+            kind=fault_kind,
+            method=method,
+            count=count,
+            probability=probability,
+            latency_seconds=latency_seconds,
+        )
+        self.add_rule(rule)
+        return rule
+
+    def add_rule(self, rule: FaultRule) -> None:
+        """Add a prepared rule.
+
+        :param rule: the rule.
+        """
+        with self._lock:
+            self._active.append(_ActiveFault(rule, rule.count))
+
+    def clear(self) -> None:
+        """Remove every fault."""
+        with self._lock:
+            self._active.clear()
+
+    def seed(self, seed: int) -> None:
+        """Reset the random generator behind probabilities.
+
+        :param seed: the new seed.
+        """
+        with self._lock:
+            self._random = random.Random(seed)
+
+    @property
+    def rules(self) -> list[tuple[FaultRule, int | None]]:
+        """The rules still active, each with how many firings it has left (``None``: unlimited)."""
+        with self._lock:
+            return [(entry.rule, entry.remaining) for entry in self._active]
+
+    def pick(self, method: str) -> FaultRule | None:
+        """Decide whether a request to ``method`` is hit, using up one count of the rule that fires.
+
+        :param method: the RPC name.
+        :return: the rule that fires, or ``None``.
+        """
+        with self._lock:
+            for entry in self._active:
+                rule = entry.rule
+                if not rule.matches(method):
+                    continue
+                if rule.probability < 1.0 and self._random.random() >= rule.probability:
+                    continue
+                if entry.remaining is not None:
+                    entry.remaining -= 1
+                    if entry.remaining == 0:
+                        self._active.remove(entry)
+                return rule
+            return None
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the emulator saw it. The token itself is never recorded.
+
+    :param method: the RPC name.
+    :param token_valid: whether the request carried a known token.
+    :param fault: the fault that fired, if any.
+    :param code: the application status code name computed for the request (also when the reply was then
+        lost to an ``unavailable_after`` fault); ``None`` when no application answer was produced.
+    :param grpc_code: the gRPC status the client got (``"OK"``, ``"UNAVAILABLE"``, ...).
+    :param req_id: the request id put in ``status.req_id``.
+    """
+
+    method: str
+    token_valid: bool
+    fault: FaultKind | None
+    code: str | None
+    grpc_code: str
+    req_id: str
+
+
+class RequestLog:
+    """The requests received so far, in order; thread-safe and list-like (``len``, iteration, indexing)."""
+
+    def __init__(self) -> None:
+        self._records: list[RequestRecord] = []
+        self._changed = threading.Condition()
+
+    def append(self, record: RequestRecord) -> None:
+        """Record a request.
+
+        :param record: the record.
+        """
+        with self._changed:
+            self._records.append(record)
+            self._changed.notify_all()
+
+    def snapshot(self) -> list[RequestRecord]:
+        """Return a copy of the records."""
+        with self._changed:
+            return list(self._records)
+
+    def clear(self) -> None:
+        """Forget every record."""
+        with self._changed:
+            self._records.clear()
+
+    def count(self, method: str | None = None) -> int:
+        """Count requests, optionally of one RPC.
+
+        :param method: the RPC name, or ``None`` for all.
+        :return: the number of records.
+        """
+        return sum(1 for record in self.snapshot() if method is None or record.method == method)
+
+    def wait_for(self, predicate: Callable[[list[RequestRecord]], bool], timeout: float) -> bool:
+        """Block until ``predicate(records)`` holds, for at most ``timeout`` real seconds.
+
+        :param predicate: a test on the list of records.
+        :param timeout: the bound, in seconds.
+        :return: whether the predicate held in time.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(list(self._records)), timeout=timeout)
+
+    def __len__(self) -> int:
+        with self._changed:
+            return len(self._records)
+
+    def __iter__(self) -> Iterator[RequestRecord]:
+        return iter(self.snapshot())
+
+    def __getitem__(self, index: int) -> RequestRecord:
+        with self._changed:
+            return self._records[index]
+
+    def __repr__(self) -> str:
+        return f"RequestLog({self.snapshot()!r})"

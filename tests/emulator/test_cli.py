@@ -1,0 +1,165 @@
+"""``python -m airflow_provider_clarifai.emulator`` as a real process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
+from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
+from clarifai_grpc.grpc.api.status import status_code_pb2
+
+from airflow_provider_clarifai.emulator.__main__ import main
+from airflow_provider_clarifai.emulator.clock import ManualClock
+from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
+
+STARTUP_TIMEOUT = 20.0
+SCENARIO = """
+rate_limit_per_second: 1000
+tokens:
+  - {token: cli-token, user_id: cli-user}
+users:
+  - id: cli-user
+    apps:
+      - id: cli-app
+        pipelines:
+          - id: cli-pipeline
+            versions:
+              - id: v1
+                post_script: {queued_seconds: 10, running_seconds: 50, outcome: JOB_FAILED}
+"""
+
+
+def wait_for_file(path: Path, process: subprocess.Popen[str]) -> str:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while time.monotonic() < deadline:
+        if path.exists():
+            return path.read_text(encoding="utf-8").strip()
+        if process.poll() is not None:
+            raise AssertionError(f"the emulator exited early: {process.communicate()}")
+        time.sleep(0.02)
+    raise AssertionError(f"no ready file after {STARTUP_TIMEOUT} s")
+
+
+@pytest.fixture
+def scenario_file(tmp_path: Path) -> Path:
+    path = tmp_path / "scenario.yaml"
+    path.write_text(SCENARIO, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def emulator_process(tmp_path: Path, scenario_file: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    ready_file = tmp_path / "ready" / "address"
+    command = [
+        sys.executable,
+        "-m",
+        "airflow_provider_clarifai.emulator",
+        "--port",
+        "0",
+        "--scenario",
+        str(scenario_file),
+        "--ready-file",
+        str(ready_file),
+        "--time-scale",
+        "200",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        yield process, ready_file
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serves_until_signalled(
+    emulator_process: tuple[subprocess.Popen[str], Path], stop_signal: signal.Signals
+) -> None:
+    process, ready_file = emulator_process
+    address = wait_for_file(ready_file, process)
+    host, _, port = address.rpartition(":")
+    assert host == "127.0.0.1"
+    assert int(port) > 0
+
+    channel = ClarifaiChannel.get_insecure_grpc_channel(base=host, port=int(port))
+    with channel:
+        stub = service_pb2_grpc.V2Stub(channel)
+        metadata = (("authorization", "Key cli-token"),)
+        user = stub.GetUser(
+            service_pb2.GetUserRequest(user_app_id=resources_pb2.UserAppIDSet(user_id="me")),
+            metadata=metadata,
+            timeout=5,
+        )
+        assert user.user.id == "cli-user"
+        ids = {
+            "user_app_id": resources_pb2.UserAppIDSet(user_id="cli-user", app_id="cli-app"),
+            "pipeline_id": "cli-pipeline",
+            "pipeline_version_id": "v1",
+        }
+        posted = stub.PostPipelineVersionRuns(
+            service_pb2.PostPipelineVersionRunsRequest(
+                pipeline_version_runs=[resources_pb2.PipelineVersionRun(id="r1")], **ids
+            ),
+            metadata=metadata,
+            timeout=5,
+        )
+        assert posted.status.code == status_code_pb2.SUCCESS
+        # 60 emulated seconds at --time-scale 200 take 0.3 real seconds.
+        deadline = time.monotonic() + 10
+        state = None
+        while time.monotonic() < deadline:
+            response = stub.GetPipelineVersionRun(
+                service_pb2.GetPipelineVersionRunRequest(pipeline_version_run_id="r1", **ids),
+                metadata=metadata,
+                timeout=5,
+            )
+            state = response.pipeline_version_run.orchestration_status.status.code
+            if state == status_code_pb2.JOB_FAILED:
+                break
+            time.sleep(0.05)
+        assert state == status_code_pb2.JOB_FAILED
+
+    process.send_signal(stop_signal)
+    stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert stdout.splitlines() == [f"Clarifai emulator listening on {address}"]
+    assert "stopped" in stderr
+    assert not ready_file.exists()
+
+
+def test_invalid_scenario_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tokens: [{token: t, user_id: u}]\nusers: [{id: u, apps: [{id: 5}]}]\n", encoding="utf-8")
+    assert main(["--port", "0", "--scenario", str(bad)]) == 2
+    assert "users[0].apps[0].id" in capsys.readouterr().err
+
+
+def test_missing_scenario_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--port", "0", "--scenario", str(tmp_path / "nope.txt")]) == 2
+    assert "cannot read scenario file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("option", "value"), [("--time-scale", "0"), ("--rate-limit", "-1")])
+def test_bad_numbers_exit_2(option: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--port", "0", option, value]) == 2
+    assert option in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_port_in_use_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    with ClarifaiEmulator(clock=ManualClock()) as running:
+        ready_file = tmp_path / "ready"
+        assert main(["--port", str(running.port), "--ready-file", str(ready_file)]) == 1
+    assert "cannot bind" in capsys.readouterr().err
+    assert not ready_file.exists()
+    # main() must leave the caller's signal handlers as they were.
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
