@@ -21,7 +21,9 @@ import sys
 import tempfile
 
 # What any operator-based DAG file imports from Airflow, provider or not.
-BASELINE = "import airflow\nfrom airflow.providers.common.compat.sdk import BaseOperator, BaseSensorOperator\n"
+BASELINE = (
+    "import airflow\nfrom airflow.providers.common.compat.sdk import BaseOperator, BaseSensorOperator\n"
+)
 PROVIDER_MODULES = [
     "airflow_provider_clarifai.operators.clarifai",
     "airflow_provider_clarifai.sensors.clarifai",
@@ -74,7 +76,9 @@ def time_import(provider: str, runs: int, env: dict[str, str]) -> tuple[float, f
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=21, help="fresh interpreters per measurement")
     args = parser.parse_args()
 

@@ -19,6 +19,7 @@ from clarifai_grpc.grpc.api import resources_pb2, service_pb2
 
 from airflow_provider_clarifai.exceptions import (
     ClarifaiNotFoundError,
+    ClarifaiUnexpectedResponseError,
     classify_code_name,
     error_from_status,
 )
@@ -69,6 +70,15 @@ def check_response(response: Any, call: Call, secret: str | None) -> Any:
     :param call: the call that got it.
     :param secret: the token, kept out of messages.
     """
+    if response is None or not response.HasField("status"):
+        # grpc.aio hands back None for a reply it could not deserialize; a reply without a status
+        # cannot be judged. Neither is a success.
+        raise ClarifaiUnexpectedResponseError(
+            f"Clarifai {call.method} ({call.description}) returned an empty or unreadable response. "
+            "Failing closed. Check that the connection's host is a Clarifai API endpoint.",
+            code_name="UNREADABLE_RESPONSE",
+            method=call.method,
+        )
     if response.status.code == _code("SUCCESS") or (call.accept is not None and call.accept(response)):
         return response
     raise error_from_status(response.status, method=call.method, context=call.description, secret=secret)
