@@ -109,6 +109,27 @@ class ClarifaiUnexpectedResponseError(ClarifaiError):
     """The service answered something this provider cannot interpret (unknown code or bad payload)."""
 
 
+class ClarifaiRunFailedError(ClarifaiError):
+    """A pipeline run ended without success (or in a state the task treats as failure).
+
+    Raised by :class:`~airflow_provider_clarifai.operators.clarifai.ClarifaiRunPipelineOperator`; a task
+    retry starts a new run.
+    """
+
+
+class ClarifaiWatchedRunFailedError(ClarifaiRunFailedError, AirflowFailException):
+    """The run a sensor watches ended without success. Retrying the sensor cannot change that, so it
+    fails at once (or is skipped with ``soft_fail``)."""
+
+
+class ClarifaiRunTimeoutError(ClarifaiError):
+    """An operator waited longer than its ``timeout`` for a run (cancelled first if so configured)."""
+
+
+class ClarifaiBatchError(ClarifaiError):
+    """Some runs of a pause, resume or cancel batch were not changed; every run's outcome is listed."""
+
+
 _AUTH_CODES = frozenset(
     {
         "CONN_ACCOUNT_ISSUES",

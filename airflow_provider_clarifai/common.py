@@ -1,0 +1,153 @@
+"""What every Clarifai operator and the sensor share: ids, the connection, the hook, the run link.
+
+Kept free of network and heavy imports: DAG files import the operators, and with them this module, at
+every parse. The hook is built on first use, inside ``execute``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_clarifai.links.clarifai import ClarifaiPipelineRunLink
+
+if TYPE_CHECKING:
+    from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
+    from airflow_provider_clarifai.ids import PipelineVersionIds
+    from airflow_provider_clarifai.retry import RetryPolicy
+
+#: Templated on every operator and the sensor.
+ID_TEMPLATE_FIELDS: tuple[str, ...] = (
+    "clarifai_conn_id",
+    "user_id",
+    "app_id",
+    "pipeline_id",
+    "pipeline_version_id",
+    "config_lock_path",
+)
+
+
+class ClarifaiTaskMixin:
+    """Ids, connection and hook for a task that works on one Clarifai pipeline version.
+
+    Subclasses call :meth:`_init_clarifai` from ``__init__``.
+    """
+
+    clarifai_conn_id: str
+    user_id: str | None
+    app_id: str | None
+    pipeline_id: str | None
+    pipeline_version_id: str | None
+    config_lock_path: str | None
+    api_retry_policy: RetryPolicy | Mapping[str, Any] | None
+    request_timeout: float | None
+
+    def _init_clarifai(
+        self,
+        *,
+        clarifai_conn_id: str,
+        user_id: str | None,
+        app_id: str | None,
+        pipeline_id: str | None,
+        pipeline_version_id: str | None,
+        config_lock_path: str | None,
+        api_retry_policy: RetryPolicy | Mapping[str, Any] | None,
+        request_timeout: float | None,
+    ) -> None:
+        self.clarifai_conn_id = clarifai_conn_id
+        self.user_id = user_id
+        self.app_id = app_id
+        self.pipeline_id = pipeline_id
+        self.pipeline_version_id = pipeline_version_id
+        self.config_lock_path = config_lock_path
+        # Not ``retry_policy``: Airflow 3.3's BaseOperator has a task retry policy of that name.
+        self.api_retry_policy = api_retry_policy
+        self.request_timeout = request_timeout
+
+    @cached_property
+    def hook(self) -> ClarifaiHook:
+        """The hook, built on first use (never at DAG parse time)."""
+        from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
+
+        return ClarifaiHook(
+            self.clarifai_conn_id, retry_policy=self.api_retry_policy, timeout=self.request_timeout
+        )
+
+    def resolve_ids(self) -> PipelineVersionIds:
+        """Resolve the pipeline version; a relative ``config_lock_path`` is relative to the DAG file."""
+        return self.hook.resolve_ids(
+            user_id=self.user_id,
+            app_id=self.app_id,
+            pipeline_id=self.pipeline_id,
+            pipeline_version_id=self.pipeline_version_id,
+            config_lock_path=self.config_lock_path,
+            base_dir=self._dag_folder(),
+        )
+
+    def _dag_folder(self) -> str | None:
+        dag = getattr(self, "dag", None)
+        fileloc = getattr(dag, "fileloc", None) if dag is not None else None
+        return os.path.dirname(os.path.abspath(fileloc)) if fileloc else None
+
+    def persist_run_link(self, context: Any, ids: PipelineVersionIds, run_id: str | None = None) -> str:
+        """Store the UI link of the run (or of the version's runs, without ``run_id``) for the task.
+
+        :param context: the task context.
+        :param ids: the pipeline version.
+        :param run_id: the run, if the task is about one run.
+        """
+        url = self.hook.run_url(ids, run_id) if run_id is not None else self.hook.run_url(ids, "").rstrip("/")
+        context["ti"].xcom_push(key=ClarifaiPipelineRunLink().xcom_key, value=url)
+        return url
+
+
+class RunLogStreamer:
+    """Writes a run's new log lines into the task log and remembers the last ones for failure reports.
+
+    :param hook: the hook to read logs with.
+    :param ids: the pipeline version.
+    :param run_id: the run.
+    :param log: the task's logger.
+    """
+
+    def __init__(self, hook: ClarifaiHook, ids: PipelineVersionIds, run_id: str, log: Any) -> None:
+        from collections import deque
+
+        from airflow_provider_clarifai.runs import RunLogCursor
+        from airflow_provider_clarifai.waiting import LOG_TAIL_LINES
+
+        self.hook, self.ids, self.run_id, self.log = hook, ids, run_id, log
+        self.cursor = RunLogCursor()
+        self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+
+    def pump(self, *, echo: bool = True) -> None:
+        """Read the lines not read yet; a failure to read logs is logged, never fatal.
+
+        :param echo: write them to the task log (otherwise only keep the tail).
+        """
+        from airflow_provider_clarifai.exceptions import ClarifaiError
+
+        try:
+            batch = self.hook.get_run_logs(self.ids, self.run_id, cursor=self.cursor)
+        except ClarifaiError as error:
+            self.log.warning("Could not read the logs of run %s: %s", self.run_id, error)
+            return
+        self.cursor = batch.cursor
+        for line in batch.lines:
+            self.tail.append(line.text)
+            if echo:
+                self.log.info("[clarifai run %s] %s", self.run_id, line.text)
+
+
+def with_log_tail(message: str, tail: Any) -> str:
+    """``message`` followed by the run's last log lines, if any.
+
+    :param message: what happened.
+    :param tail: the last log lines.
+    """
+    lines = list(tail)
+    if not lines:
+        return message
+    return message + "\nLast log lines of the run:\n" + "\n".join(f"  {line}" for line in lines)

@@ -1,0 +1,210 @@
+"""What "done" means when waiting for a run, and the event a trigger sends back: one contract.
+
+The sensor (poke, reschedule, deferrable), the run operator (polling or deferrable) and the trigger all
+judge a run with :class:`RunWaitSpec` and speak :class:`RunWaitEvent`, so the three sensor modes and
+the operator agree on every run history. Anything unexpected (an unknown state code, a malformed event)
+is a failure: never a success by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from airflow_provider_clarifai import exceptions
+from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError, ClarifaiError
+from airflow_provider_clarifai.runs import PipelineRun
+from airflow_provider_clarifai.status import (
+    FAILURE_STATUSES,
+    SUCCESS_STATUSES,
+    PipelineRunStatus,
+    UnknownRunStatusError,
+    format_statuses,
+    parse_statuses,
+)
+
+#: How many of the run's last log lines travel with a failure, so they reach the task log.
+LOG_TAIL_LINES = 20
+
+
+class Verdict(StrEnum):
+    """Where a waiting task stands after looking at a run."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    WAITING = "waiting"
+
+
+@dataclass(frozen=True)
+class RunWaitSpec:
+    """Which states end a wait, and how.
+
+    A terminal state that is not a success state is always a failure (a run that can no longer change
+    must not be waited on), and so is an unknown state code. Non-terminal states (queued, running,
+    paused, conflict) mean "keep waiting" unless listed in ``failure_statuses``.
+
+    :param success_statuses: states that end the wait successfully.
+    :param failure_statuses: states that end it with a failure.
+    """
+
+    success_statuses: frozenset[PipelineRunStatus] = SUCCESS_STATUSES
+    failure_statuses: frozenset[PipelineRunStatus] = FAILURE_STATUSES
+
+    @classmethod
+    def build(
+        cls,
+        success_statuses: Iterable[PipelineRunStatus | str | int] | str | None = None,
+        failure_statuses: Iterable[PipelineRunStatus | str | int] | str | None = None,
+    ) -> RunWaitSpec:
+        """Parse and check user-given state sets (``None`` keeps the default).
+
+        :param success_statuses: states that end the wait successfully (default JOB_COMPLETED).
+        :param failure_statuses: states that fail it (default JOB_FAILED, JOB_CANCELLED,
+            JOB_UNEXPECTED_ERROR).
+        :raises ClarifaiConfigurationError: an unknown state, an empty success set, or a state in both.
+        """
+        try:
+            success = parse_statuses(success_statuses) if success_statuses is not None else SUCCESS_STATUSES
+            failure = parse_statuses(failure_statuses) if failure_statuses is not None else FAILURE_STATUSES
+        except ValueError as err:
+            raise ClarifaiConfigurationError(
+                f"Invalid success_statuses or failure_statuses: {err}."
+            ) from None
+        if not success:
+            raise ClarifaiConfigurationError("success_statuses must name at least one state.")
+        if success & failure:
+            raise ClarifaiConfigurationError(
+                f"{format_statuses(success & failure)} cannot be both a success and a failure state."
+            )
+        return cls(success, failure)
+
+    def judge(self, run: PipelineRun) -> Verdict:
+        """Decide what a run's current state means for the wait.
+
+        :param run: the run as last read.
+        """
+        try:
+            status = run.status
+        except UnknownRunStatusError:
+            return Verdict.FAILURE
+        if status in self.success_statuses:
+            return Verdict.SUCCESS
+        if status in self.failure_statuses or status.is_terminal:
+            return Verdict.FAILURE
+        return Verdict.WAITING
+
+    def to_lists(self) -> tuple[list[str], list[str]]:
+        """Both sets as sorted state names, for trigger kwargs."""
+        return sorted(s.value for s in self.success_statuses), sorted(s.value for s in self.failure_statuses)
+
+
+def failure_message(run: PipelineRun, spec: RunWaitSpec) -> str:
+    """Say why a run counts as failed, in the service's words.
+
+    :param run: the failed run.
+    :param spec: the wait's success states, named in the message.
+    """
+    description = f" ({run.status_description})" if run.status_description else ""
+    if run.known_status is None:
+        reason = f"an unknown state {run.status_name}; failing closed"
+    else:
+        reason = f"{run.status_name}{description}"
+    return (
+        f"Clarifai pipeline run {run.run_id} of {run.user_id}/{run.app_id}/{run.pipeline_id}/"
+        f"{run.pipeline_version_id} ended in {reason}; success is {format_statuses(spec.success_statuses)}."
+    )
+
+
+class EventStatus(StrEnum):
+    """The closed set of outcomes a wait can report."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class RunWaitEvent:
+    """The one event :class:`ClarifaiPipelineRunTrigger` yields, as plain JSON-ready data.
+
+    :param status: success, failure, timeout or error.
+    :param run_id: the run waited on.
+    :param message: what happened, for the task log and the exception.
+    :param run: the run's summary (:meth:`PipelineRun.to_dict`) as last read, if it was read.
+    :param log_tail: the run's last log lines, sent with failures.
+    :param cancelled: whether the run was cancelled because of a timeout or kill.
+    :param error_class: for ``error``: the name of the :class:`ClarifaiError` subclass to raise.
+    """
+
+    status: EventStatus
+    run_id: str
+    message: str
+    run: dict[str, Any] | None = None
+    log_tail: list[str] = field(default_factory=list)
+    cancelled: bool = False
+    error_class: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event payload."""
+        return {
+            "status": self.status.value,
+            "run_id": self.run_id,
+            "message": self.message,
+            "run": self.run,
+            "log_tail": list(self.log_tail),
+            "cancelled": self.cancelled,
+            "error_class": self.error_class,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> RunWaitEvent:
+        """Validate an event payload; anything malformed is an error, never a success.
+
+        :param payload: what ``execute_complete`` received as ``event``.
+        :raises ClarifaiUnexpectedResponseError: the payload is not a valid event.
+        """
+        if not isinstance(payload, Mapping):
+            raise _malformed(f"expected a mapping, got {type(payload).__name__}")
+        try:
+            status = EventStatus(str(payload.get("status")))
+        except ValueError:
+            raise _malformed(f"unknown status {payload.get('status')!r}") from None
+        run_id, message = payload.get("run_id"), payload.get("message")
+        if not isinstance(run_id, str) or not run_id or not isinstance(message, str):
+            raise _malformed("run_id and message must be strings")
+        run = payload.get("run")
+        if run is not None and not (isinstance(run, Mapping) and isinstance(run.get("status"), str)):
+            raise _malformed("run must be a run summary")
+        if status is EventStatus.SUCCESS and run is None:
+            raise _malformed("a success event must carry the run")
+        log_tail = payload.get("log_tail") or []
+        if not isinstance(log_tail, list) or not all(isinstance(line, str) for line in log_tail):
+            raise _malformed("log_tail must be a list of strings")
+        error_class = payload.get("error_class")
+        return cls(
+            status=status,
+            run_id=run_id,
+            message=message,
+            run=dict(run) if run is not None else None,
+            log_tail=list(log_tail),
+            cancelled=bool(payload.get("cancelled", False)),
+            error_class=error_class if isinstance(error_class, str) else None,
+        )
+
+    def raise_for_error(self) -> None:
+        """Re-raise an ``error`` event as the :class:`ClarifaiError` subclass it names."""
+        if self.status is not EventStatus.ERROR:
+            return
+        error_type = getattr(exceptions, self.error_class or "", None)
+        if not (isinstance(error_type, type) and issubclass(error_type, ClarifaiError)):
+            error_type = ClarifaiError
+        raise error_type(self.message)
+
+
+def _malformed(why: str) -> ClarifaiError:
+    return exceptions.ClarifaiUnexpectedResponseError(
+        f"The Clarifai trigger sent a malformed event ({why}). Failing closed; the run's state is unknown."
+    )
