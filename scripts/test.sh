@@ -3,7 +3,7 @@
 #   - a tool environment with uv (from the package registry), then one virtualenv per Airflow line:
 #       newest: the newest Airflow 3.x with the newest dependencies;
 #       oldest: Airflow 2.11 with the oldest common-compat and clarifai-grpc this provider claims;
-#   - ruff, mypy and the docstring check (flake8 + pydoclint) on the newest environment;
+#   - ruff, mypy, the docstring check (flake8 + pydoclint) and the Sphinx docs (-W) on the newest;
 #   - the whole pytest suite on both.
 # Usage: scripts/test.sh [--fast] [--env newest|oldest] [pytest args...]
 #   --fast     unit tests only (skips tests marked integration or e2e) and no linters
@@ -38,6 +38,8 @@ for env in "${envs[@]}"; do
     "$venvs/$env/bin/ruff" format --check . || status=1
     "$venvs/$env/bin/mypy" || status=1
     "$venvs/$env/bin/flake8" airflow_provider_clarifai || status=1
+    echo "== docs ($env): sphinx -W"
+    "$py" -m sphinx -W -q -b html docs docs/_build/html || status=1
   fi
   echo "== tests ($env: $("$py" -c 'import airflow; print("Airflow", airflow.__version__)'))"
   marker=()
