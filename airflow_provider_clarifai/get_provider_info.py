@@ -68,6 +68,25 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
+        "operators": [
+            {
+                "integration-name": "Clarifai",
+                "python-modules": ["airflow_provider_clarifai.operators.clarifai"],
+            }
+        ],
+        "sensors": [
+            {
+                "integration-name": "Clarifai",
+                "python-modules": ["airflow_provider_clarifai.sensors.clarifai"],
+            }
+        ],
+        "triggers": [
+            {
+                "integration-name": "Clarifai",
+                "python-modules": ["airflow_provider_clarifai.triggers.clarifai"],
+            }
+        ],
+        "extra-links": ["airflow_provider_clarifai.links.clarifai.ClarifaiPipelineRunLink"],
         "hooks": [
             {
                 "integration-name": "Clarifai",

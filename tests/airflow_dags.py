@@ -51,7 +51,10 @@ class DagTestResult:
                 .filter_by(dag_id=self.dag_id, run_id=self.run_id, task_id=task_id, key=key, map_index=map_index)
                 .one_or_none()
             )
-            return None if row is None else XComRow.deserialize_value(row)
+            if row is None:
+                return None
+            # Airflow 3 stores JSON text; Airflow 2's model hands back the value already deserialized.
+            return XComRow.deserialize_value(row) if AIRFLOW_3 else row.value
 
     def trigger_kwargs_rows(self) -> list[Any]:
         """Every trigger row left in the metadata DB (kwargs as stored)."""
@@ -83,14 +86,24 @@ def load_dag(path: Path, dag_id: str) -> Any:
     raise LookupError(f"{path} defines no DAG {dag_id!r}")
 
 
+def use_dags_folder(folder: Path) -> None:
+    """Point Airflow at ``folder``: the config (read by new processes and Airflow 3's bundles) and
+    ``airflow.settings.DAGS_FOLDER``, which Airflow fixed when it was imported."""
+    import airflow.settings
+
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(folder)
+    airflow.settings.DAGS_FOLDER = str(folder)
+
+
 def run_dag_test(path: Path, dag_id: str, **test_kwargs: Any) -> DagTestResult:
     """``dag.test()`` the DAG ``dag_id`` of the file at ``path``; the file's folder is the DAG folder."""
-    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(path.parent)
+    use_dags_folder(path.parent)
     dag = load_dag(path, dag_id)
     dag_run = dag.test(**test_kwargs)
+    from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        session.add(dag_run)
-        states = {ti.task_id: (str(ti.state) if ti.state else None) for ti in dag_run.get_task_instances(session=session)}
-        return DagTestResult(dag_id, dag_run.run_id, str(dag_run.state), states)
+        fresh = session.query(DagRun).filter_by(dag_id=dag_id, run_id=dag_run.run_id).one()
+        states = {ti.task_id: (str(ti.state) if ti.state else None) for ti in fresh.get_task_instances(session=session)}
+        return DagTestResult(dag_id, fresh.run_id, str(fresh.state), states)

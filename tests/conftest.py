@@ -25,7 +25,10 @@ def airflow_db() -> None:
 @pytest.fixture
 def dag_folder(tmp_path, monkeypatch, airflow_db):
     """An empty DAG folder for one test; Airflow's dags_folder points at it during the test."""
+    import airflow.settings
+
     folder = tmp_path / "dags"
     folder.mkdir()
     monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(folder))
+    monkeypatch.setattr(airflow.settings, "DAGS_FOLDER", str(folder))
     return folder

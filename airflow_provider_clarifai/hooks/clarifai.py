@@ -61,7 +61,7 @@ class ClarifaiHook(BaseHook):
     :param retry_policy: a :class:`RetryPolicy` or a dict of its settings; retries are on by default.
     :param timeout: deadline of each call in seconds; overrides the connection's ``timeout``.
     :param batch_size: runs per status-change request; larger batches are split.
-    :param **kwargs: passed to ``BaseHook`` (``logger_name``).
+    :param \\*\\*kwargs: passed to ``BaseHook`` (``logger_name``).
     """
 
     conn_name_attr = "clarifai_conn_id"

@@ -19,6 +19,11 @@ class ClarifaiPipelineRunLink(BaseOperatorLink):
 
     name = "Clarifai pipeline run"
 
+    @property
+    def xcom_key(self) -> str:
+        """Where the URL is stored; Airflow 3 reads links from this key, Airflow 2.11 has no default."""
+        return "_link_ClarifaiPipelineRunLink"
+
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
         """The stored URL, or an empty string before the task has run.
 

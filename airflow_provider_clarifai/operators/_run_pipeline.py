@@ -90,7 +90,7 @@ class ClarifaiRunPipelineOperator(ClarifaiTaskMixin, BaseOperator):
     :param config_lock_path: a ``config-lock.yaml``; relative to the DAG file's folder (templated).
     :param api_retry_policy: how API calls are retried (a :class:`RetryPolicy` or a dict of its settings).
     :param request_timeout: deadline of each API call in seconds (default: the connection's).
-    :param kwargs: passed to ``BaseOperator``.
+    :param \\*\\*kwargs: passed to ``BaseOperator``.
     """
 
     template_fields: Sequence[str] = (

@@ -74,7 +74,7 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param api_retry_policy: how API calls are retried (a :class:`RetryPolicy` or a dict of its settings).
     :param request_timeout: deadline of each API call in seconds (default: the connection's).
-    :param kwargs: passed to ``BaseSensorOperator`` (``poke_interval``, ``timeout``, ``mode``,
+    :param \\*\\*kwargs: passed to ``BaseSensorOperator`` (``poke_interval``, ``timeout``, ``mode``,
         ``soft_fail``, ...).
     """
 
