@@ -1,9 +1,11 @@
 """Pause a Clarifai pipeline's active runs for a maintenance window, then resume exactly those runs.
 
-The pause task selects every run of the pipeline version that is queued or running and pauses it. Its
-XCom ``changed_run_ids`` lists the runs it paused, and only those: a run somebody had paused before the
-window is not in it, so the resume task does not wake it up. The resume task runs even if the
-maintenance failed (``trigger_rule="all_done"``), so runs are never left paused by accident.
+Every Saturday at 02:00 UTC the pause task selects every run of the pipeline version that is queued or
+running and pauses it. The window then passes in the triggerer (a deferrable sensor: no worker slot is
+held), and the resume task resumes the runs in the pause task's XCom ``changed_run_ids``, and only
+those: a run somebody had paused before the window is not in it, so it is not woken up. The resume task
+runs even if the wait failed (``trigger_rule="all_done"``), so runs are never left paused by accident.
+The window's length is a DAG param (``window_seconds``), so a manual run can use a short one.
 
 The pipeline's ids come from its ``config-lock.yaml`` (written by ``clarifai pipeline upload``), found
 relative to this file.
@@ -12,7 +14,8 @@ relative to this file.
 from __future__ import annotations
 
 import pendulum
-from airflow.providers.common.compat.sdk import DAG, TriggerRule, task
+from airflow.providers.common.compat.sdk import DAG, TriggerRule
+from airflow.providers.standard.sensors.date_time import DateTimeSensorAsync
 
 from airflow_provider_clarifai.operators.clarifai import (
     ClarifaiPausePipelineRunOperator,
@@ -23,9 +26,10 @@ CONFIG_LOCK_PATH = "pipelines/nightly-training/config-lock.yaml"
 
 with DAG(
     dag_id="example_clarifai_maintenance_window",
-    schedule=None,
+    schedule="0 2 * * 6",
     start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
     catchup=False,
+    params={"window_seconds": 1800},
     tags=["example", "clarifai"],
 ) as dag:
     # [START howto_operator_clarifai_pause_selected]
@@ -39,10 +43,11 @@ with DAG(
     )
     # [END howto_operator_clarifai_pause_selected]
 
-    @task
-    def maintenance(paused_run_ids: list[str]) -> None:
-        """Stand-in for the real maintenance (a database migration, a node pool upgrade...)."""
-        print(f"Maintenance while {len(paused_run_ids)} run(s) are paused: {paused_run_ids}")
+    # The window passes in the triggerer; the worker slot is free meanwhile.
+    window = DateTimeSensorAsync(
+        task_id="wait_for_window_end",
+        target_time="{{ (dag_run.start_date + macros.timedelta(seconds=params.window_seconds)).isoformat() }}",
+    )
 
     # [START howto_operator_clarifai_resume_paused]
     resume = ClarifaiResumePipelineRunOperator(
@@ -53,7 +58,7 @@ with DAG(
     )
     # [END howto_operator_clarifai_resume_paused]
 
-    maintenance(pause.output["changed_run_ids"]) >> resume
+    pause >> window >> resume
 
 
 if __name__ == "__main__":

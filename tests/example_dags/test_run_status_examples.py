@@ -19,12 +19,14 @@ def states(emulator, *run_ids: str) -> dict[str, str]:
 
 def test_maintenance_window_resumes_exactly_what_it_paused(clarifai_emulator, clarifai_connection):
     result = run_dag_test(
-        EXAMPLE_DAGS / "example_clarifai_maintenance_window.py", "example_clarifai_maintenance_window"
+        EXAMPLE_DAGS / "example_clarifai_maintenance_window.py",
+        "example_clarifai_maintenance_window",
+        run_conf={"window_seconds": 1},
     )
 
     assert result.task_states == {
         "pause_active_runs": "success",
-        "maintenance": "success",
+        "wait_for_window_end": "success",
         "resume_paused_runs": "success",
     }
     paused = result.xcom("pause_active_runs", key="changed_run_ids")
