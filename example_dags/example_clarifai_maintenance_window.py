@@ -46,7 +46,7 @@ with DAG(
     # The window passes in the triggerer; the worker slot is free meanwhile.
     window = DateTimeSensorAsync(
         task_id="wait_for_window_end",
-        target_time="{{ (dag_run.start_date + macros.timedelta(seconds=params.window_seconds)).isoformat() }}",
+        target_time="{{ dag_run.start_date + macros.timedelta(seconds=params.window_seconds) }}",
     )
 
     # [START howto_operator_clarifai_resume_paused]
