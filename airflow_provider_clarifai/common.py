@@ -87,7 +87,9 @@ class ClarifaiTaskMixin:
         )
 
     def _dag_folder(self) -> str | None:
-        dag = getattr(self, "dag", None)
+        # ``self.dag`` raises outside a DAG (RuntimeError on 3.x, AirflowException on 2.11); get_dag() not.
+        get_dag = getattr(self, "get_dag", None)
+        dag = get_dag() if callable(get_dag) else None
         fileloc = getattr(dag, "fileloc", None) if dag is not None else None
         return os.path.dirname(os.path.abspath(fileloc)) if fileloc else None
 

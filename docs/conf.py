@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.abspath(".."))
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="clarifai-docs-airflow-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from airflow_provider_clarifai import __version__  # noqa: E402
+from airflow_provider_clarifai import __version__
 
 project = "airflow-provider-clarifai"
 author = "airflow-provider-clarifai developers"

@@ -208,7 +208,14 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
         """
         ids = self._prepare(context)
         if self.deferrable:
-            return self._execute_deferrable(context, ids)
+            try:
+                return self._execute_deferrable(context, ids)
+            except AirflowFailException as error:
+                # The look before deferring runs outside Airflow's soft_fail handling: apply it here, as
+                # BaseSensorOperator does in poke and reschedule mode.
+                if self.soft_fail:
+                    raise AirflowSkipException(f"Skipping due to soft_fail: {error}") from error
+                raise
         self._waiting_after_last_poke = False
         try:
             return super().execute(context)
