@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's demo command. On a fresh machine it installs what it needs (a virtualenv with the
-# newest Airflow 3 and this provider), starts the local Clarifai emulator and runs the demo against it,
-# then stops everything it started.
+# newest Airflow 3 and this provider), starts the local Clarifai emulator and a real Airflow, runs the
+# example DAGs (maintenance window, gating) through its REST API, prints what happened, and stops
+# everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -10,4 +11,4 @@ venvs=${CLARIFAI_PROVIDER_VENVS:-$root/.venvs}
 source "$root/scripts/_envs.sh"
 ensure_env newest
 export AIRFLOW_HOME=${AIRFLOW_HOME:-$(mktemp -d)}
-exec "$venvs/newest/bin/python" demo/hook_demo.py
+exec "$venvs/newest/bin/python" demo/run_demo.py
