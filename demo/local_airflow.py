@@ -9,6 +9,7 @@ SQLite allows nothing else.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -90,7 +91,9 @@ class LocalAirflow:
             self.env.update(
                 {
                     "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor",
-                    "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.default",
+                    "AIRFLOW__API__AUTH_BACKENDS": (
+                        "airflow.providers.fab.auth_manager.api.auth.backend.basic_auth"
+                    ),
                     "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(self.port),
                     "AIRFLOW__WEBSERVER__WORKERS": "1",
                     "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
@@ -110,6 +113,24 @@ class LocalAirflow:
 
     def migrate(self) -> None:
         subprocess.run([str(AIRFLOW_BIN), "db", "migrate"], env=self.env, check=True, capture_output=True)
+        if self.major < 3:
+            # Airflow 2's REST API needs a user: a local admin for this throw-away installation.
+            user = [
+                "--username",
+                "admin",
+                "--password",
+                "admin",
+                "--role",
+                "Admin",
+                "--email",
+                "admin@localhost",
+            ]
+            subprocess.run(
+                [str(AIRFLOW_BIN), "users", "create", *user, "--firstname", "Local", "--lastname", "Admin"],
+                env=self.env,
+                check=True,
+                capture_output=True,
+            )
 
     def start(self, component: str) -> None:
         """Start one component in its own process group, logging to ``home/<component>.log``."""
@@ -164,9 +185,10 @@ class LocalAirflow:
     def request(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         # Only ever our own http://127.0.0.1 API server.
-        request = urllib.request.Request(  # noqa: S310
-            self.api + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json"}
+        if self.major < 3:
+            headers["Authorization"] = "Basic " + base64.b64encode(b"admin:admin").decode()
+        request = urllib.request.Request(self.api + path, data=data, method=method, headers=headers)  # noqa: S310
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             return json.loads(response.read() or b"null")
 
