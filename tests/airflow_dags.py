@@ -48,7 +48,9 @@ class DagTestResult:
         with create_session() as session:
             row = (
                 session.query(XComRow)
-                .filter_by(dag_id=self.dag_id, run_id=self.run_id, task_id=task_id, key=key, map_index=map_index)
+                .filter_by(
+                    dag_id=self.dag_id, run_id=self.run_id, task_id=task_id, key=key, map_index=map_index
+                )
                 .one_or_none()
             )
             if row is None:
@@ -105,5 +107,8 @@ def run_dag_test(path: Path, dag_id: str, **test_kwargs: Any) -> DagTestResult:
 
     with create_session() as session:
         fresh = session.query(DagRun).filter_by(dag_id=dag_id, run_id=dag_run.run_id).one()
-        states = {ti.task_id: (str(ti.state) if ti.state else None) for ti in fresh.get_task_instances(session=session)}
+        states = {
+            ti.task_id: (str(ti.state) if ti.state else None)
+            for ti in fresh.get_task_instances(session=session)
+        }
         return DagTestResult(dag_id, fresh.run_id, str(fresh.state), states)

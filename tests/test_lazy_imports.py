@@ -10,7 +10,9 @@ PROBE = """
 import json, sys
 import airflow_provider_clarifai.operators.clarifai as operators
 import airflow_provider_clarifai.sensors.clarifai as sensors
-operators.ClarifaiPausePipelineRunOperator(task_id="p", run_ids=["r"], pipeline_id="p", pipeline_version_id="v")
+operators.ClarifaiPausePipelineRunOperator(
+    task_id="p", run_ids=["r"], pipeline_id="p", pipeline_version_id="v"
+)
 operators.ClarifaiRunPipelineOperator(task_id="s", pipeline_id="p", pipeline_version_id="v")
 sensors.ClarifaiPipelineRunSensor(task_id="w", pipeline_version_run_id="r")
 heavy = ("grpc", "clarifai_grpc", "google.protobuf", "airflow_provider_clarifai.hooks._transport")

@@ -169,7 +169,11 @@ async def test_unexpected_error_is_a_failure_with_the_log_tail(emulator):
         VERSION,
         "run-boom",
         status="JOB_RUNNING",
-        script={"running_seconds": 5, "outcome": "JOB_UNEXPECTED_ERROR", "logs": [{"at": 1, "message": "oom"}]},
+        script={
+            "running_seconds": 5,
+            "outcome": "JOB_UNEXPECTED_ERROR",
+            "logs": [{"at": 1, "message": "oom"}],
+        },
     )
     trigger = make_trigger(run_id="run-boom")
     events, _ = await asyncio.gather(drain(trigger), advance_after_polls(emulator, 2, 10))
@@ -227,7 +231,9 @@ async def test_timeout_keeps_the_run_by_default(emulator):
 
 @pytest.mark.integration
 async def test_timeout_cancels_when_asked(emulator):
-    trigger = make_trigger(run_id="run-forever", deadline=time.time() + 0.2, poll_interval=0.05, cancel_on_timeout=True)
+    trigger = make_trigger(
+        run_id="run-forever", deadline=time.time() + 0.2, poll_interval=0.05, cancel_on_timeout=True
+    )
     (event,) = await drain(trigger)
     assert (event.status.value, event.cancelled) == ("timeout", True)
     assert "It was cancelled" in event.message
