@@ -20,6 +20,7 @@ import pytest
 
 from airflow_provider_clarifai.emulator.models import ApiError, RunChange
 from tests.airflow_dags import AIRFLOW_3, load_dag, write_dag
+from tests.compat import RUN_TIMES_REPORTED
 from tests.sensors import (
     RECORD_FAILURES,
     FakeTaskInstance,
@@ -304,8 +305,8 @@ def test_every_mode_gives_the_same_outcome_for_the_same_history(
         summary = result.xcom(name)
         assert summary["run_id"] == run_id_of(name)
         assert summary["status"] == "JOB_COMPLETED"
-        assert summary["started_at"] and summary["ended_at"]
-        assert summary["total_run_duration_seconds"] == 600.0
+        assert bool(summary["started_at"] and summary["ended_at"]) is RUN_TIMES_REPORTED
+        assert summary["total_run_duration_seconds"] == (600.0 if RUN_TIMES_REPORTED else None)
     for name, history in HISTORIES.items():
         if history.task_state != "success":
             assert result.xcom(name) is None, name
