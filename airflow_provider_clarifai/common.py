@@ -43,6 +43,7 @@ class ClarifaiTaskMixin:
     config_lock_path: str | None
     api_retry_policy: RetryPolicy | Mapping[str, Any] | None
     request_timeout: float | None
+    log: Any  # the operator's logger (LoggingMixin)
 
     def _init_clarifai(
         self,
@@ -92,6 +93,27 @@ class ClarifaiTaskMixin:
         dag = get_dag() if callable(get_dag) else None
         fileloc = getattr(dag, "fileloc", None) if dag is not None else None
         return os.path.dirname(os.path.abspath(fileloc)) if fileloc else None
+
+    def cancel_run(self, ids: PipelineVersionIds, run_id: str, why: str) -> bool:
+        """Cancel one run on the task's behalf; a failure to cancel is logged, never raised.
+
+        :param ids: the pipeline version.
+        :param run_id: the run.
+        :param why: the reason, for the log.
+        """
+        from airflow_provider_clarifai.exceptions import ClarifaiError
+        from airflow_provider_clarifai.status import RunAction
+
+        log = self.log
+        try:
+            (change,) = self.hook.set_runs_status(ids, [run_id], RunAction.CANCEL)
+        except ClarifaiError as error:
+            log.error("Could not cancel run %s after %s: %s", run_id, why, error)
+            return False
+        log.info(
+            "Cancel of run %s after %s: applied=%s, now %s.", run_id, why, change.applied, change.status_after
+        )
+        return change.applied
 
     def persist_run_link(self, context: Any, ids: PipelineVersionIds, run_id: str | None = None) -> str:
         """Store the UI link of the run (or of the version's runs, without ``run_id``) for the task.

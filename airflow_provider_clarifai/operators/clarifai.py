@@ -976,21 +976,9 @@ class ClarifaiRunPipelineOperator(ClarifaiTaskMixin, BaseOperator):
         raise ClarifaiError(f"Unhandled event {result.status}.")
 
     def _cancel(self, why: str) -> bool:
-        from airflow_provider_clarifai.exceptions import ClarifaiError
-        from airflow_provider_clarifai.status import RunAction
-
         if self._active_run is None:
             return False
-        ids, run_id = self._active_run
-        try:
-            (change,) = self.hook.set_runs_status(ids, [run_id], RunAction.CANCEL)
-        except ClarifaiError as error:
-            self.log.error("Could not cancel run %s after %s: %s", run_id, why, error)
-            return False
-        self.log.info(
-            "Cancel of run %s after %s: applied=%s, now %s.", run_id, why, change.applied, change.status_after
-        )
-        return change.applied
+        return self.cancel_run(*self._active_run, why)
 
     def on_kill(self) -> None:
         """Cancel the run this task is waiting for, if ``cancel_on_kill``."""

@@ -181,24 +181,6 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
             return run.to_dict()
         raise ClarifaiWatchedRunFailedError(with_log_tail(failure_message(run, spec), tail))
 
-    def _cancel_run(self, why: str) -> None:
-        from airflow_provider_clarifai.exceptions import ClarifaiError
-        from airflow_provider_clarifai.status import RunAction
-
-        assert self._ids is not None
-        try:
-            (change,) = self.hook.set_runs_status(self._ids, [self.pipeline_version_run_id], RunAction.CANCEL)
-        except ClarifaiError as error:
-            self.log.error("Could not cancel run %s after %s: %s", self.pipeline_version_run_id, why, error)
-            return
-        self.log.info(
-            "Cancel of run %s after %s: applied=%s, now %s.",
-            change.run_id,
-            why,
-            change.applied,
-            change.status_after,
-        )
-
     # Poke and reschedule ------------------------------------------------------------------------
 
     def execute(self, context: Any) -> Any:
@@ -223,7 +205,7 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
             # BaseSensorOperator raises these for its timeout after a poke that found the run still
             # going; a failure raised by poke itself leaves the flag unset.
             if self._waiting_after_last_poke and self.cancel_on_timeout:
-                self._cancel_run("the sensor timed out")
+                self.cancel_run(ids, self.pipeline_version_run_id, "the sensor timed out")
             raise
 
     def poke(self, context: Any) -> Any:
