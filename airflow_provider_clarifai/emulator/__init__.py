@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         load_scenario,
     )
     from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
+    from airflow_provider_clarifai.emulator.traffic import Hold, Holds, InFlightGauge
 
 __all__ = [
     "ApiError",
@@ -42,6 +43,9 @@ __all__ = [
     "FaultKind",
     "FaultRule",
     "Faults",
+    "Hold",
+    "Holds",
+    "InFlightGauge",
     "ManualClock",
     "MonotonicClock",
     "RateLimiter",
@@ -79,6 +83,9 @@ _EXPORTS = {
     "ScriptedLog": "scenario",
     "load_scenario": "scenario",
     "ClarifaiEmulator": "server",
+    "Hold": "traffic",
+    "Holds": "traffic",
+    "InFlightGauge": "traffic",
 }
 
 

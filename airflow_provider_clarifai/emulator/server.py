@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent import futures
@@ -42,6 +43,7 @@ from airflow_provider_clarifai.emulator.scenario import (
     Scope,
     load_scenario,
 )
+from airflow_provider_clarifai.emulator.traffic import Holds, InFlightGauge
 
 if TYPE_CHECKING:
     import os
@@ -193,8 +195,10 @@ class EmulatorServicer(service_pb2_grpc.V2Servicer):
     :param backend: the state.
     :param faults: the faults to apply.
     :param requests: where each request is recorded.
-    :param stopping: set when the server stops; releases ``hang`` and ``latency`` waits.
+    :param stopping: set when the server stops; releases ``hang``, ``latency`` and hold waits.
     :param hang_limit_seconds: the longest a ``hang`` fault holds a request.
+    :param holds: rendezvous that make requests wait for each other (default: none).
+    :param in_flight: counts the requests being handled (default: a private gauge).
     """
 
     def __init__(
@@ -204,12 +208,16 @@ class EmulatorServicer(service_pb2_grpc.V2Servicer):
         requests: RequestLog,
         stopping: threading.Event,
         hang_limit_seconds: float = 60.0,
+        holds: Holds | None = None,
+        in_flight: InFlightGauge | None = None,
     ) -> None:
         self._backend = backend
         self._faults = faults
         self._requests = requests
         self._stopping = stopping
         self._hang_limit_seconds = hang_limit_seconds
+        self._holds = holds if holds is not None else Holds()
+        self._in_flight = in_flight if in_flight is not None else InFlightGauge()
 
     # The RPCs. Each names its scope and response type; _serve does auth, faults and bookkeeping.
 
@@ -296,6 +304,21 @@ class EmulatorServicer(service_pb2_grpc.V2Servicer):
         handler: Handler,
         response_type: Any,
     ) -> Any:
+        self._in_flight.enter()
+        try:
+            return self._serve_counted(method, scope, request, context, handler, response_type)
+        finally:
+            self._in_flight.exit()
+
+    def _serve_counted(
+        self,
+        method: str,
+        scope: Scope,
+        request: Any,
+        context: grpc.ServicerContext,
+        handler: Handler,
+        response_type: Any,
+    ) -> Any:
         req_id = f"emu-{uuid.uuid4().hex}"
         token = _token_from(context.invocation_metadata())
         token_valid = self._backend.is_known_token(token)
@@ -338,6 +361,8 @@ class EmulatorServicer(service_pb2_grpc.V2Servicer):
             record(error.code, grpc.StatusCode.OK)
             return response_type(status=_error_status(error, req_id))
 
+        # A hold makes the request wait for the others it gathers, then all reach the backend together.
+        self._holds.wait(method, self._stopping)
         try:
             caller = self._backend.authorize(token, scope)
             response = handler(caller, request, req_id)
@@ -483,6 +508,12 @@ class ClarifaiEmulator:
         self.clock = self.backend.clock
         self.faults = Faults(self.scenario.faults, seed=self.scenario.fault_seed)
         self.requests = RequestLog()
+        #: Rendezvous that make requests wait for each other (:meth:`~.traffic.Holds.add`).
+        self.holds = Holds()
+        #: Requests being handled now, and the most ever handled at once.
+        self.in_flight = InFlightGauge()
+        #: How many times :meth:`restart` brought the server back.
+        self.restarts = 0
         self.host = host
         self._requested_port = port
         self._max_workers = max_workers
@@ -491,49 +522,58 @@ class ClarifaiEmulator:
         self._server: grpc.Server | None = None
         self._executor: futures.ThreadPoolExecutor | None = None
         self._stopping = threading.Event()
+        self._closed = False
         self._lifecycle_lock = threading.Lock()
 
     def start(self) -> ClarifaiEmulator:
         """Bind the port and start serving in background threads.
 
         :return: the emulator itself.
-        :raises RuntimeError: if it was already started (an emulator cannot be restarted).
+        :raises RuntimeError: if it was already started (an emulator cannot be started twice; see
+            :meth:`restart` to bring a running one down and up again).
         :raises OSError: if the address cannot be bound.
         """
         with self._lifecycle_lock:
-            if self._server is not None or self._stopping.is_set():
+            if self._server is not None or self._closed:
                 raise RuntimeError("this emulator was already started; create a new one")
-            executor = futures.ThreadPoolExecutor(
-                max_workers=self._max_workers, thread_name_prefix="clarifai-emulator"
-            )
-            # Without SO_REUSEPORT off, a second emulator could bind a port already served and silently
-            # receive part of its traffic.
-            server = grpc.server(executor, options=[("grpc.so_reuseport", 0)])
-            servicer = EmulatorServicer(
-                self.backend, self.faults, self.requests, self._stopping, self._hang_limit_seconds
-            )
-            _register(servicer, server)
-            address = _format_address(self.host, self._requested_port)
-            try:
-                port = server.add_insecure_port(address)
-            except RuntimeError as error:  # recent grpcio raises; older ones return 0
-                port = 0
-                reason = str(error)
-            else:
-                reason = "the port may be in use"
-            if port == 0:
-                executor.shutdown(wait=False)
-                raise OSError(f"cannot bind the Clarifai emulator to {address}: {reason}")
-            server.start()
-            self._server, self._executor, self._port = server, executor, port
-            log.info("Clarifai emulator listening on %s", self.address)
+            self._serve(self._requested_port)
             return self
 
-    def stop(self, grace: float | None = 1.0) -> None:
-        """Stop serving; requests held by ``hang`` or ``latency`` faults are released. Safe to call twice.
+    def _serve(self, port: int) -> None:
+        """Start a gRPC server on ``port`` over the shared state; the caller holds the lifecycle lock."""
+        executor = futures.ThreadPoolExecutor(
+            max_workers=self._max_workers, thread_name_prefix="clarifai-emulator"
+        )
+        # Without SO_REUSEPORT off, a second emulator could bind a port already served and silently
+        # receive part of its traffic.
+        server = grpc.server(executor, options=[("grpc.so_reuseport", 0)])
+        servicer = EmulatorServicer(
+            self.backend,
+            self.faults,
+            self.requests,
+            self._stopping,
+            self._hang_limit_seconds,
+            holds=self.holds,
+            in_flight=self.in_flight,
+        )
+        _register(servicer, server)
+        address = _format_address(self.host, port)
+        try:
+            bound = server.add_insecure_port(address)
+        except RuntimeError as error:  # recent grpcio raises; older ones return 0
+            bound = 0
+            reason = str(error)
+        else:
+            reason = "the port may be in use"
+        if bound == 0:
+            executor.shutdown(wait=False)
+            raise OSError(f"cannot bind the Clarifai emulator to {address}: {reason}")
+        server.start()
+        self._server, self._executor, self._port = server, executor, bound
+        log.info("Clarifai emulator listening on %s", self.address)
 
-        :param grace: seconds given to requests in flight before they are cancelled.
-        """
+    def _shut_down(self, grace: float | None) -> None:
+        """Stop the current server, if any, releasing held requests; the state is kept."""
         with self._lifecycle_lock:
             self._stopping.set()
             server, executor = self._server, self._executor
@@ -542,6 +582,39 @@ class ClarifaiEmulator:
             server.stop(grace).wait()
         if executor is not None:
             executor.shutdown(wait=True)
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        """Stop serving; requests held by ``hang`` or ``latency`` faults are released. Safe to call twice.
+
+        :param grace: seconds given to requests in flight before they are cancelled.
+        """
+        self._closed = True
+        self._shut_down(grace)
+
+    def restart(self, downtime_seconds: float = 0.0, grace: float | None = 0.0) -> None:
+        """Crash and come back on the same port, as a service restarting behind a fixed address.
+
+        Requests in flight are cut off (clients see UNAVAILABLE or CANCELLED), requests during the downtime
+        find nothing listening, and the state (runs, tokens, faults, the request log) survives, as a
+        real service's database would.
+
+        :param downtime_seconds: real seconds with nothing listening.
+        :param grace: seconds given to requests in flight before they are cut off.
+        :raises RuntimeError: if the emulator is not running.
+        :raises OSError: if the port cannot be bound again.
+        """
+        if self._server is None or self._closed:
+            raise RuntimeError("only a running emulator can be restarted")
+        port = self.port
+        self._shut_down(grace)
+        if downtime_seconds > 0:
+            time.sleep(downtime_seconds)
+        with self._lifecycle_lock:
+            if self._closed:
+                return
+            self._stopping = threading.Event()
+            self._serve(port)
+            self.restarts += 1
 
     def __enter__(self) -> ClarifaiEmulator:
         return self.start()

@@ -1,4 +1,5 @@
-"""What happens to requests on their way in: rate limiting, injected faults, and the request log.
+"""What happens to requests on their way in: rate limiting, injected faults, holds, the in-flight gauge
+and the request log.
 
 Plain Python, no gRPC: the server consults these for each request. Each class is thread-safe.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from airflow_provider_clarifai.emulator.clock import Clock, MonotonicClock
 from airflow_provider_clarifai.emulator.scenario import FaultKind, FaultRule
 
-__all__ = ["Faults", "RateLimiter", "RequestLog", "RequestRecord"]
+__all__ = ["Faults", "Hold", "Holds", "InFlightGauge", "RateLimiter", "RequestLog", "RequestRecord"]
 
 
 class RateLimiter:
@@ -160,6 +161,122 @@ class Faults:
                         self._active.remove(entry)
                 return rule
             return None
+
+
+class InFlightGauge:
+    """How many requests the server is handling right now, and the most it ever handled at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current = 0
+        self._peak = 0
+
+    def enter(self) -> None:
+        """Count a request that has arrived."""
+        with self._lock:
+            self._current += 1
+            self._peak = max(self._peak, self._current)
+
+    def exit(self) -> None:
+        """Count a request that has been answered (or aborted)."""
+        with self._lock:
+            self._current -= 1
+
+    @property
+    def current(self) -> int:
+        """Requests being handled now."""
+        with self._lock:
+            return self._current
+
+    @property
+    def peak(self) -> int:
+        """The most requests handled at once since the start (or the last :meth:`reset_peak`)."""
+        with self._lock:
+            return self._peak
+
+    def reset_peak(self) -> None:
+        """Start measuring the peak afresh from the current count."""
+        with self._lock:
+            self._peak = self._current
+
+
+class Hold:
+    """A one-shot rendezvous: the first ``parties`` requests to ``method`` wait for each other.
+
+    Once ``parties`` requests have arrived (or ``timeout_seconds`` have passed since the first one, or the
+    server stops) all of them go on together, and the hold is spent. Tests use it to make two clients'
+    requests reach the service at the same time, so the service, not the test's timing, decides who wins.
+
+    :param method: the RPC name.
+    :param parties: how many requests to gather.
+    :param timeout_seconds: the longest the first request waits for the others.
+    """
+
+    def __init__(self, method: str, parties: int, timeout_seconds: float) -> None:
+        if parties < 1:
+            raise ValueError(f"a hold needs at least one party, got {parties}")
+        self.method = method
+        self.parties = parties
+        self.timeout_seconds = timeout_seconds
+        self.arrived = 0
+        #: Whether all parties arrived before the timeout; ``None`` while the hold is still gathering.
+        self.met: bool | None = None
+        self._released = threading.Event()
+
+    def __repr__(self) -> str:
+        return f"Hold({self.method!r}, parties={self.parties}, arrived={self.arrived}, met={self.met})"
+
+
+class Holds:
+    """The holds still gathering requests; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[Hold] = []
+
+    def add(self, method: str, parties: int = 2, timeout_seconds: float = 10.0) -> Hold:
+        """Hold the next ``parties`` requests to ``method`` until they have all arrived.
+
+        :param method: the RPC name.
+        :param parties: how many requests to gather.
+        :param timeout_seconds: the longest the first request waits for the others (real seconds).
+        :return: the hold; its ``met`` tells afterwards whether the requests really met.
+        :raises ValueError: if ``parties`` is below 1.
+        """
+        hold = Hold(method, parties, timeout_seconds)
+        with self._lock:
+            self._pending.append(hold)
+        return hold
+
+    def wait(self, method: str, stopping: threading.Event) -> Hold | None:
+        """Join the oldest gathering hold on ``method``, if any, and wait until it releases.
+
+        :param method: the RPC name of the arriving request.
+        :param stopping: set when the server stops; releases every hold.
+        :return: the hold joined, or ``None``.
+        """
+        with self._lock:
+            hold = next((hold for hold in self._pending if hold.method == method), None)
+            if hold is None:
+                return None
+            hold.arrived += 1
+            if hold.arrived >= hold.parties:
+                self._pending.remove(hold)
+                hold.met = True
+                hold._released.set()
+                return hold
+        waited = 0.0
+        step = 0.02
+        while not hold._released.is_set() and not stopping.is_set() and waited < hold.timeout_seconds:
+            hold._released.wait(step)
+            waited += step
+        with self._lock:
+            if not hold._released.is_set():
+                if hold in self._pending:
+                    self._pending.remove(hold)
+                hold.met = False
+                hold._released.set()
+        return hold
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,8 @@ def client(stub: Any, clarifai_emulator: ClarifaiEmulator) -> Client:
 
 def no_retry_client(emulator: ClarifaiEmulator) -> tuple[Client, grpc.Channel]:
     """A plain channel without the SDK's retry policy, to see a single attempt's outcome."""
+    # V2Stub reads a module global that only ClarifaiChannel's factories set (the SDK's pitfall).
+    ClarifaiChannel.get_insecure_grpc_channel(base="127.0.0.1", port=emulator.port).close()
     channel = grpc.insecure_channel(emulator.address)
     return Client(service_pb2_grpc.V2Stub(channel), emulator.token), channel
 
@@ -654,3 +656,113 @@ class TestEmulatorObject:
             message = run_to_proto(snapshot)
         assert message.orchestration_status.status.code == status_code_pb2.JOB_COMPLETED
         assert message.modified_at.ToNanoseconds() == 3_000_000_000
+
+
+class TestRestart:
+    def test_restart_keeps_state_and_port(self) -> None:
+        with ClarifaiEmulator(clock=ManualClock()) as emulator:
+            client, channel = no_retry_client(emulator)
+            with channel:
+                assert (
+                    client.patch(("run-running", status_code_pb2.JOB_PAUSED)).status.code
+                    == status_code_pb2.SUCCESS
+                )
+                port = emulator.port
+                emulator.restart()
+                assert (emulator.port, emulator.restarts) == (port, 1)
+                # The same channel reconnects; the state survived the restart.
+                response = client.get("run-running", wait_for_ready=True)
+                assert (
+                    code_name(response.pipeline_version_run.orchestration_status.status.code) == "JOB_PAUSED"
+                )
+                assert emulator.requests.count("GetPipelineVersionRun") == 1
+
+    def test_nothing_listens_during_the_downtime(self) -> None:
+        with ClarifaiEmulator(clock=ManualClock()) as emulator:
+            client, channel = no_retry_client(emulator)
+            restarting = threading.Thread(target=emulator.restart, kwargs={"downtime_seconds": 1.0})
+            with channel:
+                restarting.start()
+                try:
+                    # Wait for the server to be down: the first refused call says so.
+                    deadline = time.monotonic() + 5
+                    refused = None
+                    while refused is None and time.monotonic() < deadline:
+                        try:
+                            client.get_user(timeout=0.5)
+                        except grpc.RpcError as error:
+                            refused = error.code()
+                    assert refused is grpc.StatusCode.UNAVAILABLE
+                finally:
+                    restarting.join()
+                assert client.get_user(wait_for_ready=True).status.code == status_code_pb2.SUCCESS
+
+    def test_only_a_running_emulator_restarts(self) -> None:
+        emulator = ClarifaiEmulator(clock=ManualClock())
+        with pytest.raises(RuntimeError, match="only a running emulator"):
+            emulator.restart()
+        emulator.start()
+        emulator.stop()
+        with pytest.raises(RuntimeError, match="only a running emulator"):
+            emulator.restart()
+
+
+class TestHoldsAndInFlight:
+    def test_a_hold_makes_requests_meet_then_both_are_served(
+        self, client: Client, clarifai_emulator: ClarifaiEmulator
+    ) -> None:
+        hold = clarifai_emulator.holds.add("PatchPipelineVersionRuns", parties=2, timeout_seconds=10)
+        answers: list[Any] = []
+        first = threading.Thread(
+            target=lambda: answers.append(client.patch(("run-running", status_code_pb2.JOB_PAUSED)))
+        )
+        first.start()
+        assert wait_until(lambda: hold.arrived == 1)
+        # Held before the backend: the pause has not happened.
+        assert (
+            clarifai_emulator.backend.run_status(USER, APP, PIPELINE, VERSION, "run-running") == "JOB_RUNNING"
+        )
+        answers.append(client.patch(("run-running", status_code_pb2.JOB_CANCELLED)))
+        first.join(timeout=10)
+        assert hold.met is True
+        assert len(answers) == 2
+        # The service decided an order; the final state is the one its last accepted change set.
+        final = clarifai_emulator.backend.run_status(USER, APP, PIPELINE, VERSION, "run-running")
+        assert final in {"JOB_PAUSED", "JOB_CANCELLED"}
+        assert clarifai_emulator.requests.count("PatchPipelineVersionRuns") == 2
+
+    def test_a_hold_gives_up_after_its_timeout(
+        self, client: Client, clarifai_emulator: ClarifaiEmulator
+    ) -> None:
+        hold = clarifai_emulator.holds.add("GetUser", parties=2, timeout_seconds=0.2)
+        assert client.get_user().status.code == status_code_pb2.SUCCESS
+        assert hold.met is False
+        # Spent: the next request is not held.
+        assert client.get_user().status.code == status_code_pb2.SUCCESS
+        assert hold.arrived == 1
+
+    def test_the_gauge_counts_requests_in_flight(
+        self, client: Client, clarifai_emulator: ClarifaiEmulator
+    ) -> None:
+        # A hold keeps three requests in flight together, so the peak is known without timing.
+        hold = clarifai_emulator.holds.add("GetUser", parties=3, timeout_seconds=10)
+        threads = [threading.Thread(target=client.get_user) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert hold.met is True
+        assert clarifai_emulator.in_flight.peak == 3
+        assert clarifai_emulator.in_flight.current == 0
+        clarifai_emulator.in_flight.reset_peak()
+        assert clarifai_emulator.in_flight.peak == 0
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` real seconds pass; return whether it held."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
