@@ -19,6 +19,7 @@ from airflow_provider_clarifai.exceptions import (
     ClarifaiConfigurationError,
     ClarifaiError,
     ClarifaiNotFoundError,
+    ClarifaiRequestRejectedError,
 )
 from airflow_provider_clarifai.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 from airflow_provider_clarifai.ids import (
@@ -42,6 +43,12 @@ DEFAULT_BATCH_SIZE = 100
 MAX_BATCH_SIZE = 1000
 #: The connection test is a button in the UI: answer within seconds, not after a long retry budget.
 _CONNECTION_TEST_POLICY = RetryPolicy(max_attempts=2, initial_backoff=0.5, max_elapsed=10.0)
+
+# _LATE_LANDING: a creation retried after an attempt whose outcome is unknown (its reply was lost, or the
+# client's deadline passed first) first looks for what it creates, by the id it chose. That look can come
+# too early: the service may still apply the earlier request after the client gave up on it. The retry
+# is then rejected because the id exists, and looking once more finds the run our own attempt created.
+# The id is unique to this call, so a run that has it is ours, and the creation is reported as done.
 
 
 class ClarifaiHook(BaseHook):
@@ -575,10 +582,19 @@ class ClarifaiHook(BaseHook):
             return check_response(response, one, settings.token)
 
         def attempt(timeout: float) -> Any:
-            if next(attempts) and call.recover is not None:
+            retrying = bool(next(attempts)) and call.recover is not None
+            if retrying:
                 with suppress(ClarifaiNotFoundError):
                     return invoke(call.recover, timeout)
-            return invoke(call, timeout)
+            try:
+                return invoke(call, timeout)
+            except ClarifaiRequestRejectedError as rejected:
+                if not retrying:
+                    raise
+                # See _LATE_LANDING: the earlier attempt may have landed after the check above.
+                with suppress(ClarifaiNotFoundError):
+                    return invoke(call.recover, timeout)
+                raise rejected from None
 
         return policy.call(attempt, call_timeout=self.timeout, description=call.description)
 
@@ -611,10 +627,19 @@ class ClarifaiHook(BaseHook):
             return check_response(response, one, settings.token)
 
         async def attempt(deadline: float) -> Any:
-            if next(attempts) and call.recover is not None:
+            retrying = bool(next(attempts)) and call.recover is not None
+            if retrying:
                 with suppress(ClarifaiNotFoundError):
                     return await invoke(call.recover, deadline)
-            return await invoke(call, deadline)
+            try:
+                return await invoke(call, deadline)
+            except ClarifaiRequestRejectedError as rejected:
+                if not retrying:
+                    raise
+                # See _LATE_LANDING: the earlier attempt may have landed after the check above.
+                with suppress(ClarifaiNotFoundError):
+                    return await invoke(call.recover, deadline)
+                raise rejected from None
 
         return await self.retry_policy.acall(attempt, call_timeout=timeout, description=call.description)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 
 import pytest
@@ -11,6 +12,7 @@ from airflow_provider_clarifai.exceptions import (
     ClarifaiAuthError,
     ClarifaiConfigurationError,
     ClarifaiNotFoundError,
+    ClarifaiRequestRejectedError,
     ClarifaiThrottledError,
     ClarifaiUnavailableError,
     ClarifaiUnexpectedResponseError,
@@ -273,6 +275,59 @@ def test_a_lost_reply_to_post_never_starts_a_second_run(hook, call, emulator):
     assert run.run_id == "once-only"
     assert len(emulator.backend.runs(USER, APP, PIPELINE, VERSION)) == before + 1
     assert emulator.requests.count("PostPipelineVersionRuns") == 1
+
+
+def test_a_start_that_lands_after_the_retry_looked_for_it_is_still_ours(hook, call, emulator, monkeypatch):
+    # The first start never gets an answer. The retry looks for the run (not there yet), and only then
+    # does the first request land, as a service may apply a request the client already gave up on. The
+    # retried start is rejected because the id exists; the hook must find the run, not fail or start
+    # another.
+    emulator.faults.add(kind="unavailable", method="PostPipelineVersionRuns", count=1)
+    original = _transport.PipelineRunStub.method
+    landed = []
+
+    def land() -> None:
+        if not landed:
+            landed.append(emulator.backend.add_run(USER, APP, PIPELINE, VERSION, "late-landing"))
+
+    def landing_after_the_first_look(self, name):
+        rpc = original(self, name)
+        if name != "GetPipelineVersionRun":
+            return rpc
+
+        def wrapped(*args, **kwargs):
+            result = rpc(*args, **kwargs)
+            if inspect.isawaitable(result):
+
+                async def after():
+                    response = await result
+                    land()
+                    return response
+
+                return after()
+            land()
+            return result
+
+        return wrapped
+
+    monkeypatch.setattr(_transport.PipelineRunStub, "method", landing_after_the_first_look)
+
+    run = call(hook, "post_run", IDS, run_id="late-landing")
+
+    assert run.run_id == "late-landing"
+    assert [r.id for r in emulator.backend.runs(USER, APP, PIPELINE, VERSION)].count("late-landing") == 1
+    posts = [r for r in emulator.requests if r.method == "PostPipelineVersionRuns"]
+    assert [(r.grpc_code, r.code) for r in posts] == [
+        ("UNAVAILABLE", None),
+        ("OK", "PIPELINE_INVALID_REQUEST"),
+    ]
+
+
+def test_a_rejected_first_start_is_not_mistaken_for_our_own(hook, call, emulator):
+    # Without an earlier attempt of ours, an existing id is someone else's run: the start fails.
+    with pytest.raises(ClarifaiRequestRejectedError, match="already exists"):
+        call(hook, "post_run", IDS, run_id="run-running")
+    assert emulator.requests.count("GetPipelineVersionRun") == 0
 
 
 def test_post_run_validates_its_arguments(hook, call, emulator):
