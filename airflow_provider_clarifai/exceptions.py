@@ -280,8 +280,8 @@ def error_from_rpc(
             hint = f"Could not reach the Clarifai API at {target}. " + hint
         elif code_name == "DEADLINE_EXCEEDED":
             hint = (
-                f"No answer from {target} within the call's deadline. Raise the connection's timeout if "
-                "the service is slow. " + hint
+                f"No answer from {target} within the call's deadline. If the service is slow, raise the "
+                "deadline: the connection's extra 'timeout', or request_timeout on the task. " + hint
             )
     message = f"Clarifai {_label(method, context)} failed with gRPC {code_name}"
     if detail:

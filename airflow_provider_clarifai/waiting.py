@@ -76,7 +76,8 @@ class RunWaitSpec:
             raise ClarifaiConfigurationError("success_statuses must name at least one state.")
         if success & failure:
             raise ClarifaiConfigurationError(
-                f"{format_statuses(success & failure)} cannot be both a success and a failure state."
+                f"{format_statuses(success & failure)} cannot be both a success and a failure state. Remove "
+                "it from success_statuses or from failure_statuses."
             )
         return cls(success, failure)
 

@@ -137,7 +137,10 @@ def parse_api_base(base: str, port: int | None, where: str) -> tuple[str, bool]:
     try:
         explicit_port = parts.port
     except ValueError:
-        raise ClarifaiConfigurationError(f"{where} has an invalid port in host {base!r}.") from None
+        raise ClarifaiConfigurationError(
+            f"{where} has an invalid port in host {base!r}. Use a port from 1 to 65535, for example "
+            "https://api.clarifai.com:443 or http://localhost:50051."
+        ) from None
     use_tls = parts.scheme == "https"
     chosen_port = explicit_port or port or (443 if use_tls else None)
     if chosen_port is None:
