@@ -29,6 +29,25 @@ ID_TEMPLATE_FIELDS: tuple[str, ...] = (
 )
 
 
+def check_seconds(name: str, value: object, *, optional: bool = False) -> None:
+    """Check a task argument that is a number of seconds, when the task is built.
+
+    :param name: the parameter's name, for the message.
+    :param value: what the user passed.
+    :param optional: whether ``None`` is allowed.
+    :raises ClarifaiConfigurationError: if it is not a positive number.
+    """
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
+
+        raise ClarifaiConfigurationError(
+            f"{name} must be a positive number of seconds, got {value!r}. Pass a number such as 30"
+            + (", or None." if optional else ".")
+        )
+
+
 class ClarifaiTaskMixin:
     """Ids, connection and hook for a task that works on one Clarifai pipeline version.
 
@@ -57,6 +76,12 @@ class ClarifaiTaskMixin:
         api_retry_policy: RetryPolicy | Mapping[str, Any] | None,
         request_timeout: float | None,
     ) -> None:
+        # Checked when the DAG is parsed, under the task's own parameter names (the hook's differ).
+        check_seconds("request_timeout", request_timeout, optional=True)
+        if api_retry_policy is not None:
+            from airflow_provider_clarifai.retry import RetryPolicy
+
+            RetryPolicy.coerce(api_retry_policy, name="api_retry_policy")
         self.clarifai_conn_id = clarifai_conn_id
         self.user_id = user_id
         self.app_id = app_id

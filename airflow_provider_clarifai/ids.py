@@ -20,6 +20,7 @@ is imported only when a file is read) because DAG files import it through the op
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +159,28 @@ def read_config_lock(
     """
     resolved_path, how = _resolve_lock_path(path, base_dir)
     return _load_lock_ids(resolved_path, how)
+
+
+def validate_start_args(input_args: object, nodepool_id: object, compute_cluster_id: object) -> None:
+    """Check the arguments of a new run before anything is sent.
+
+    :param input_args: argument overrides: parameter names to string values, or ``None``.
+    :param nodepool_id: the nodepool, or ``None``.
+    :param compute_cluster_id: the nodepool's compute cluster, or ``None``.
+    :raises ClarifaiConfigurationError: if they are malformed.
+    """
+    if input_args is not None and (
+        not isinstance(input_args, Mapping)
+        or not all(
+            isinstance(name, str) and name and isinstance(value, str) for name, value in input_args.items()
+        )
+    ):
+        raise ClarifaiConfigurationError(
+            "input_args must map parameter names to string values, for example "
+            "{'learning_rate': '0.01'}; got " + _short_repr(input_args)
+        )
+    if compute_cluster_id and not nodepool_id:
+        raise ClarifaiConfigurationError("compute_cluster_id needs nodepool_id: give both or neither.")
 
 
 def validate_run_id(run_id: object, *, what: str = "pipeline_version_run_id") -> str:

@@ -93,10 +93,11 @@ class RetryPolicy:
         return cls(**dict(data))
 
     @classmethod
-    def coerce(cls, value: RetryPolicy | Mapping[str, Any] | None) -> RetryPolicy:
+    def coerce(cls, value: RetryPolicy | Mapping[str, Any] | None, name: str = "retry_policy") -> RetryPolicy:
         """Accept a policy, a dict of settings, or ``None`` for the default policy.
 
         :param value: what the user passed.
+        :param name: the parameter it was passed as, for the error message.
         """
         if value is None:
             return cls()
@@ -105,7 +106,8 @@ class RetryPolicy:
         if isinstance(value, Mapping):
             return cls.from_dict(value)
         raise ClarifaiConfigurationError(
-            f"retry_policy must be a RetryPolicy, a dict or None, not {type(value).__name__}."
+            f"{name} must be a RetryPolicy, a dict or None, not {type(value).__name__}. Pass, for "
+            "example, {'max_attempts': 8} or RetryPolicy(max_attempts=8)."
         )
 
     def backoff(self, failed_attempts: int, error: BaseException, rng: random.Random | None = None) -> float:

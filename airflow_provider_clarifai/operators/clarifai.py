@@ -27,6 +27,7 @@ from airflow_provider_clarifai.common import (
     ID_TEMPLATE_FIELDS,
     ClarifaiTaskMixin,
     RunLogStreamer,
+    check_seconds,
     with_log_tail,
 )
 from airflow_provider_clarifai.exceptions import (
@@ -353,21 +354,8 @@ class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
             raise ClarifaiConfigurationError(
                 f"wait_for_target must be True or False, got {wait_for_target!r}."
             )
-        for name, value in (
-            ("wait_timeout", wait_timeout),
-            ("poll_interval", poll_interval),
-            ("request_timeout", request_timeout),
-        ):
-            if value is None and name == "request_timeout":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ClarifaiConfigurationError(
-                    f"{name} must be a positive number of seconds, got {value!r}."
-                )
-        if api_retry_policy is not None:
-            from airflow_provider_clarifai.retry import RetryPolicy
-
-            RetryPolicy.coerce(api_retry_policy)  # Fails at parse time on a bad policy, not at run time.
+        check_seconds("wait_timeout", wait_timeout)
+        check_seconds("poll_interval", poll_interval)
         self._init_clarifai(
             clarifai_conn_id=clarifai_conn_id,
             user_id=user_id,
@@ -777,18 +765,14 @@ class ClarifaiRunPipelineOperator(ClarifaiTaskMixin, BaseOperator):
             api_retry_policy=api_retry_policy,
             request_timeout=request_timeout,
         )
-        if (
-            isinstance(poll_interval, bool)
-            or not isinstance(poll_interval, int | float)
-            or poll_interval <= 0
-        ):
-            raise ValueError(f"poll_interval must be a positive number of seconds, got {poll_interval!r}.")
+        check_seconds("poll_interval", poll_interval)
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         if seconds is not None and (
             isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0
         ):
-            raise ValueError(
-                f"timeout must be a positive number of seconds, a timedelta or None, got {timeout!r}."
+            raise ClarifaiConfigurationError(
+                f"timeout must be a positive number of seconds, a timedelta or None, got {timeout!r}. "
+                "Pass, for example, timeout=3600 or timeout=timedelta(hours=1)."
             )
         self.input_args = input_args
         self.nodepool_id = nodepool_id
@@ -815,7 +799,11 @@ class ClarifaiRunPipelineOperator(ClarifaiTaskMixin, BaseOperator):
 
         :param context: the task context.
         """
+        from airflow_provider_clarifai.ids import validate_start_args
+
         spec = self._spec()
+        # Rendered by now; checked before any call, so a bad argument never costs a read.
+        validate_start_args(self.input_args, self.nodepool_id, self.compute_cluster_id)
         ids = self.resolve_ids()
         run = self._start_or_reattach(context, ids)
         context["ti"].xcom_push(key=RUN_ID_XCOM_KEY, value=run.run_id)

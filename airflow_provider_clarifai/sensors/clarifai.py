@@ -115,6 +115,7 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
         self.pipeline_version_run_id = pipeline_version_run_id
         self.success_statuses = list(success_statuses) if success_statuses is not None else None
         self.failure_statuses = list(failure_statuses) if failure_statuses is not None else None
+        self._spec()  # Not templated: a wrong state name fails when the DAG is parsed, before any call.
         self.cancel_on_timeout = cancel_on_timeout
         self.stream_logs = stream_logs
         self.deferrable = deferrable

@@ -220,27 +220,6 @@ def hang_on(method: str) -> Callable[[Any], Any]:
     return lambda emulator: emulator.faults.add(kind="hang", method=method)
 
 
-VALIDATED_AFTER_A_READ = KnownIssue(
-    ("calls",),
-    "ClarifaiRunPipelineOperator checks input_args and nodepool_id/compute_cluster_id only in "
-    "hook.post_run, after it has read the run it may re-attach to (one GetPipelineVersionRun).",
-)
-VALUE_ERROR_NOT_CONFIGURATION_ERROR = KnownIssue(
-    ("class",),
-    "ClarifaiRunPipelineOperator raises a bare ValueError for poll_interval and timeout, where the "
-    "pause, resume and cancel operators raise ClarifaiConfigurationError for the same mistakes.",
-)
-API_SETTINGS_CHECKED_LATE = KnownIssue(
-    ("message", "stage"),
-    "The run operator and the sensor do not check request_timeout and api_retry_policy at "
-    "construction (the status operators do); execute then fails in the hook, whose message names its "
-    "own parameters (timeout, retry_policy), not the task's.",
-)
-SENSOR_SPEC_AFTER_A_READ = KnownIssue(
-    ("calls",),
-    "In poke and reschedule mode the sensor parses success_statuses and failure_statuses only after "
-    "reading the run; they are not templated, so they could be checked at construction.",
-)
 MALFORMED_EXTRA_IGNORED = KnownIssue(
     ("raises",),
     "Airflow logs a connection extra that is not JSON and hands back {}; the hook then silently uses "
@@ -1050,7 +1029,6 @@ ROWS: tuple[BadInput, ...] = (
         ClarifaiConfigurationError,
         wrong="got {'epochs': 2}",
         fix="input_args must map parameter names to string values",
-        issue=VALIDATED_AFTER_A_READ,
     ),
     BadInput(
         "run-cluster-without-nodepool",
@@ -1059,7 +1037,6 @@ ROWS: tuple[BadInput, ...] = (
         ClarifaiConfigurationError,
         wrong="compute_cluster_id needs nodepool_id",
         fix="give both or neither",
-        issue=VALIDATED_AFTER_A_READ,
     ),
     BadInput(
         "run-poll-interval-text",
@@ -1069,7 +1046,6 @@ ROWS: tuple[BadInput, ...] = (
         wrong="got '5'",
         fix="poll_interval must be a positive number of seconds",
         stage="parse",
-        issue=VALUE_ERROR_NOT_CONFIGURATION_ERROR,
     ),
     BadInput(
         "run-negative-timeout",
@@ -1079,7 +1055,6 @@ ROWS: tuple[BadInput, ...] = (
         wrong="got -5",
         fix="timeout must be a positive number of seconds, a timedelta or None",
         stage="parse",
-        issue=VALUE_ERROR_NOT_CONFIGURATION_ERROR,
     ),
     BadInput(
         "run-unknown-pipeline-version",
@@ -1124,7 +1099,6 @@ ROWS: tuple[BadInput, ...] = (
         wrong="request_timeout",
         fix="must be a positive number of seconds",
         stage="parse",
-        issue=API_SETTINGS_CHECKED_LATE,
     ),
     BadInput(
         "run-unknown-retry-setting",
@@ -1208,7 +1182,6 @@ ROWS: tuple[BadInput, ...] = (
         ClarifaiConfigurationError,
         wrong="'FINISHED' is not a pipeline run state",
         fix="valid states are JOB_QUEUED",
-        issue=SENSOR_SPEC_AFTER_A_READ,
     ),
     BadInput(
         "sensor-retry-policy-not-a-policy",
@@ -1218,7 +1191,6 @@ ROWS: tuple[BadInput, ...] = (
         wrong="api_retry_policy",
         fix="a RetryPolicy, a dict or None",
         stage="parse",
-        issue=API_SETTINGS_CHECKED_LATE,
     ),
     BadInput(
         "sensor-request-timeout-text",
@@ -1228,7 +1200,6 @@ ROWS: tuple[BadInput, ...] = (
         wrong="request_timeout",
         fix="must be a positive number of seconds",
         stage="parse",
-        issue=API_SETTINGS_CHECKED_LATE,
     ),
     BadInput(
         "sensor-wrong-token",
