@@ -4,9 +4,9 @@
 #       newest: the newest Airflow 3.x with the newest dependencies;
 #       oldest: Airflow 2.11 with the oldest common-compat and clarifai-grpc this provider claims;
 #   - ruff, mypy, the docstring check (flake8 + pydoclint) and the Sphinx docs (-W) on the newest;
-#   - the whole pytest suite on both.
+#   - the whole pytest suite on both, then benchmarks/trigger_burst.py as a check.
 # Usage: scripts/test.sh [--fast] [--env newest|oldest] [pytest args...]
-#   --fast     unit tests only (skips tests marked integration or e2e) and no linters
+#   --fast     unit tests only (skips tests marked integration or e2e), no linters, no benchmark
 #   --env E    only that environment
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,5 +45,9 @@ for env in "${envs[@]}"; do
   marker=()
   ((fast)) && marker=(-m "not integration and not e2e")
   "$py" -m pytest "${marker[@]}" "${pytest_args[@]}" || status=1
+  if ((fast == 0)); then
+    echo "== benchmark ($env): trigger burst"
+    "$py" benchmarks/trigger_burst.py || status=1
+  fi
 done
 exit $status

@@ -3,22 +3,29 @@
 ``python -m airflow_provider_clarifai.emulator --port 50051 --scenario FILE.yaml`` (also installed as
 ``clarifai-emulator``). It prints one line with the bound address once it accepts requests, and with
 ``--ready-file`` also writes that address to a file, so scripts can wait for the file instead of parsing
-output.
+output. With ``--stats-file`` it writes what it served (request counts, the most requests handled at once)
+as JSON when it stops, for benchmarks that measure a client from the service's side.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import signal
 import sys
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
 
 __all__ = ["main"]
 
@@ -45,7 +52,18 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="requests per second per token, 0 for no limit (default: the scenario's, else 15)",
     )
+    parser.add_argument(
+        "--max-workers",
+        type=int,
+        default=32,
+        help="threads serving requests, the most requests handled at once (default: %(default)s)",
+    )
     parser.add_argument("--ready-file", type=Path, help="write the bound host:port here once serving")
+    parser.add_argument(
+        "--stats-file",
+        type=Path,
+        help="on stopping, write JSON counts of the requests served and the peak of requests in flight here",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     return parser
 
@@ -57,6 +75,24 @@ def _write_atomically(path: Path, text: str) -> None:
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.replace(temporary, path)
+
+
+def _stats(emulator: ClarifaiEmulator) -> dict[str, Any]:
+    """What the emulator has served, as written by ``--stats-file``.
+
+    :param emulator: the emulator.
+    :return: ``requests`` (the total), ``peak_in_flight`` (the most requests handled at once),
+        ``by_method``, ``by_grpc_code`` (the gRPC status each client got) and ``by_code`` (the
+        application status code of each answer; ``"none"`` when no answer was produced).
+    """
+    records = emulator.requests.snapshot()
+    return {
+        "requests": len(records),
+        "peak_in_flight": emulator.in_flight.peak,
+        "by_method": dict(Counter(record.method for record in records)),
+        "by_grpc_code": dict(Counter(record.grpc_code for record in records)),
+        "by_code": dict(Counter(record.code or "none" for record in records)),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,6 +120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rate_limit is not None and args.rate_limit < 0:
         print("error: --rate-limit must be 0 or more", file=sys.stderr)
         return 2
+    if args.max_workers < 1:
+        print("error: --max-workers must be 1 or more", file=sys.stderr)
+        return 2
     try:
         # Always a path here: a mistyped file name must not be parsed as YAML text.
         scenario = load_scenario(None if args.scenario is None else Path(args.scenario))
@@ -99,19 +138,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_requested.set()
 
     emulator = ClarifaiEmulator(
-        scenario, clock=WallClock(scale=args.time_scale), host=args.host, port=args.port
+        scenario,
+        clock=WallClock(scale=args.time_scale),
+        host=args.host,
+        port=args.port,
+        max_workers=args.max_workers,
     )
     # Installed before the server starts, so a signal arriving at any point still stops it cleanly.
     previous_handlers = {}
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous_handlers[signum] = signal.signal(signum, request_stop)
+    serving = False
     try:
         try:
             emulator.start()
         except OSError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
+        serving = True
         print(f"Clarifai emulator listening on {emulator.address}", flush=True)
         if args.ready_file is not None:
             _write_atomically(args.ready_file, emulator.address + "\n")
@@ -123,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.ready_file is not None:
             # A stale address left behind would send the next script to a dead port.
             args.ready_file.unlink(missing_ok=True)
+        if args.stats_file is not None and serving:
+            _write_atomically(args.stats_file, json.dumps(_stats(emulator), indent=2) + "\n")
         # Restored so that main() called from Python (or a test) leaves the process as it found it.
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)

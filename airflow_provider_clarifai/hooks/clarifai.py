@@ -6,8 +6,11 @@ parse time.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import itertools
 import os
+import weakref
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from contextlib import suppress
 from types import TracebackType
@@ -43,6 +46,23 @@ DEFAULT_BATCH_SIZE = 100
 MAX_BATCH_SIZE = 1000
 #: The connection test is a button in the UI: answer within seconds, not after a long retry budget.
 _CONNECTION_TEST_POLICY = RetryPolicy(max_attempts=2, initial_backoff=0.5, max_elapsed=10.0)
+
+#: Connection reads under way, per event loop and (hook class, conn id): see ClarifaiHook.aget_settings.
+_settings_reads: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[type, str], asyncio.Task[ConnectionSettings]]
+] = weakref.WeakKeyDictionary()
+
+
+def _forget_read(
+    reads: dict[tuple[type, str], asyncio.Task[ConnectionSettings]],
+    key: tuple[type, str],
+    read: asyncio.Task[ConnectionSettings],
+) -> None:
+    if reads.get(key) is read:
+        del reads[key]
+    if not read.cancelled():
+        read.exception()  # retrieved here, so a read whose every waiter was cancelled logs nothing
+
 
 # _LATE_LANDING: a creation retried after an attempt whose outcome is unknown (its reply was lost, or the
 # client's deadline passed first) first looks for what it creates, by the id it chose. That look can come
@@ -159,20 +179,36 @@ class ClarifaiHook(BaseHook):
         return self._settings
 
     async def aget_settings(self) -> ConnectionSettings:
-        """Asyncio twin of :meth:`get_settings`; never blocks the event loop."""
-        if self._settings is None:
-            from airflow.providers.common.compat.connection import (
-                get_async_connection,
-                get_async_extra_dejson,
-            )
+        """Asyncio twin of :meth:`get_settings`; never blocks the event loop.
 
-            try:
-                conn = await get_async_connection(self.clarifai_conn_id, hook=self)
-            except AirflowNotFoundException:
-                raise self._missing_connection() from None
-            extra = await get_async_extra_dejson(conn)
-            self._settings = self._parse_settings(conn.host, conn.port, conn.password, extra)
+        Hooks of the same class and connection that ask while a read is under way in the same event loop
+        share that read (a triggerer restart starts hundreds of triggers of one connection at once); a
+        later call reads the connection afresh.
+        """
+        if self._settings is None:
+            loop = asyncio.get_running_loop()
+            reads = _settings_reads.setdefault(loop, {})
+            key = (type(self), self.clarifai_conn_id)
+            read = reads.get(key)
+            if read is None:
+                read = reads[key] = loop.create_task(self._aread_settings())
+                read.add_done_callback(functools.partial(_forget_read, reads, key))
+            # Shielded: a hook whose task is cancelled must not cancel the read for the others.
+            self._settings = await asyncio.shield(read)
         return self._settings
+
+    async def _aread_settings(self) -> ConnectionSettings:
+        from airflow.providers.common.compat.connection import (
+            get_async_connection,
+            get_async_extra_dejson,
+        )
+
+        try:
+            conn = await get_async_connection(self.clarifai_conn_id, hook=self)
+        except AirflowNotFoundException:
+            raise self._missing_connection() from None
+        extra = await get_async_extra_dejson(conn)
+        return self._parse_settings(conn.host, conn.port, conn.password, extra)
 
     def _parse_settings(
         self, host: str | None, port: int | None, password: str | None, extra: dict[str, Any]
@@ -582,18 +618,19 @@ class ClarifaiHook(BaseHook):
             return check_response(response, one, settings.token)
 
         def attempt(timeout: float) -> Any:
-            retrying = bool(next(attempts)) and call.recover is not None
-            if retrying:
+            # Set on retries of calls that create something (the check comes first).
+            recover = call.recover if next(attempts) else None
+            if recover is not None:
                 with suppress(ClarifaiNotFoundError):
-                    return invoke(call.recover, timeout)
+                    return invoke(recover, timeout)
             try:
                 return invoke(call, timeout)
             except ClarifaiRequestRejectedError as rejected:
-                if not retrying:
+                if recover is None:
                     raise
                 # See _LATE_LANDING: the earlier attempt may have landed after the check above.
                 with suppress(ClarifaiNotFoundError):
-                    return invoke(call.recover, timeout)
+                    return invoke(recover, timeout)
                 raise rejected from None
 
         return policy.call(attempt, call_timeout=self.timeout, description=call.description)
@@ -627,18 +664,19 @@ class ClarifaiHook(BaseHook):
             return check_response(response, one, settings.token)
 
         async def attempt(deadline: float) -> Any:
-            retrying = bool(next(attempts)) and call.recover is not None
-            if retrying:
+            # Set on retries of calls that create something (the check comes first).
+            recover = call.recover if next(attempts) else None
+            if recover is not None:
                 with suppress(ClarifaiNotFoundError):
-                    return await invoke(call.recover, deadline)
+                    return await invoke(recover, deadline)
             try:
                 return await invoke(call, deadline)
             except ClarifaiRequestRejectedError as rejected:
-                if not retrying:
+                if recover is None:
                     raise
                 # See _LATE_LANDING: the earlier attempt may have landed after the check above.
                 with suppress(ClarifaiNotFoundError):
-                    return await invoke(call.recover, deadline)
+                    return await invoke(recover, deadline)
                 raise rejected from None
 
         return await self.retry_policy.acall(attempt, call_timeout=timeout, description=call.description)

@@ -10,6 +10,8 @@ never the token: the hook reads the connection inside :meth:`run`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
@@ -42,13 +44,43 @@ _HEAVY_MODULES = (
 )
 
 
-async def _preload_heavy_modules() -> None:
-    import importlib
-    import sys
+_preload_lock = threading.Lock()
+_preload: concurrent.futures.Future[None] | None = None
 
-    missing = [name for name in _HEAVY_MODULES if name not in sys.modules]
-    if missing:
-        await asyncio.to_thread(lambda: [importlib.import_module(name) for name in missing])
+
+def _import_heavy_modules(done: concurrent.futures.Future[None]) -> None:
+    import importlib
+
+    try:
+        for name in _HEAVY_MODULES:
+            importlib.import_module(name)
+    except BaseException as error:
+        done.set_exception(error)
+    else:
+        done.set_result(None)
+
+
+async def _preload_heavy_modules() -> None:
+    """Import the heavy modules once per process, in one thread, and wait until that import has finished.
+
+    A triggerer restart starts hundreds of triggers at once, and all of them wait for the same import.
+    Checking ``sys.modules`` would not do: a module is put there when its import starts, so a trigger
+    going on while another's import runs would import on the loop, blocked on the import lock until the
+    other import ends; and a thread per trigger would keep hundreds of threads busy.
+    """
+    global _preload
+    with _preload_lock:
+        if _preload is None or (_preload.done() and _preload.exception() is not None):
+            _preload = concurrent.futures.Future()
+            # Running: a waiter that is cancelled (its task killed) cannot cancel the import for the rest.
+            _preload.set_running_or_notify_cancel()
+            threading.Thread(
+                target=_import_heavy_modules, args=(_preload,), name="clarifai-preload", daemon=True
+            ).start()
+        preload = _preload
+    if not preload.done():
+        await asyncio.wrap_future(preload)
+    preload.result()
 
 
 class ClarifaiPipelineRunTrigger(BaseTrigger):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -55,6 +56,7 @@ def scenario_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def emulator_process(tmp_path: Path, scenario_file: Path) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """The emulator as a process; the stats file goes next to the ready file's folder, as ``stats.json``."""
     ready_file = tmp_path / "ready" / "address"
     command = [
         sys.executable,
@@ -68,6 +70,8 @@ def emulator_process(tmp_path: Path, scenario_file: Path) -> Iterator[tuple[subp
         str(ready_file),
         "--time-scale",
         "200",
+        "--stats-file",
+        str(tmp_path / "stats.json"),
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -84,6 +88,7 @@ def test_serves_until_signalled(
     emulator_process: tuple[subprocess.Popen[str], Path], stop_signal: signal.Signals
 ) -> None:
     process, ready_file = emulator_process
+    stats_file = ready_file.parent.parent / "stats.json"
     address = wait_for_file(ready_file, process)
     host, _, port = address.rpartition(":")
     assert host == "127.0.0.1"
@@ -115,7 +120,9 @@ def test_serves_until_signalled(
         # 60 emulated seconds at --time-scale 200 take 0.3 real seconds.
         deadline = time.monotonic() + 10
         state = None
+        reads = 0
         while time.monotonic() < deadline:
+            reads += 1
             response = stub.GetPipelineVersionRun(
                 service_pb2.GetPipelineVersionRunRequest(pipeline_version_run_id="r1", **ids),
                 metadata=metadata,
@@ -126,6 +133,14 @@ def test_serves_until_signalled(
                 break
             time.sleep(0.05)
         assert state == status_code_pb2.JOB_FAILED
+        missing = stub.GetPipelineVersionRun(
+            service_pb2.GetPipelineVersionRunRequest(pipeline_version_run_id="nope", **ids),
+            metadata=metadata,
+            timeout=5,
+        )
+        assert missing.status.code != status_code_pb2.SUCCESS
+        missing_code = status_code_pb2.StatusCode.Name(missing.status.code)
+    assert not stats_file.exists(), "the stats are written when the emulator stops, not before"
 
     process.send_signal(stop_signal)
     stdout, stderr = process.communicate(timeout=10)
@@ -133,6 +148,17 @@ def test_serves_until_signalled(
     assert stdout.splitlines() == [f"Clarifai emulator listening on {address}"]
     assert "stopped" in stderr
     assert not ready_file.exists()
+    # Every request is counted, by method and by outcome; they came one at a time.
+    stats = json.loads(stats_file.read_text(encoding="utf-8"))
+    assert stats["requests"] == reads + 3
+    assert stats["by_method"] == {
+        "GetUser": 1,
+        "PostPipelineVersionRuns": 1,
+        "GetPipelineVersionRun": reads + 1,
+    }
+    assert stats["by_grpc_code"] == {"OK": reads + 3}
+    assert stats["by_code"] == {"SUCCESS": reads + 2, missing_code: 1}
+    assert stats["peak_in_flight"] == 1
 
 
 def test_invalid_scenario_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -147,7 +173,9 @@ def test_missing_scenario_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFix
     assert "cannot read scenario file" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("option", "value"), [("--time-scale", "0"), ("--rate-limit", "-1")])
+@pytest.mark.parametrize(
+    ("option", "value"), [("--time-scale", "0"), ("--rate-limit", "-1"), ("--max-workers", "0")]
+)
 def test_bad_numbers_exit_2(option: str, value: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--port", "0", option, value]) == 2
     assert option in capsys.readouterr().err
@@ -158,8 +186,19 @@ def test_port_in_use_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     with ClarifaiEmulator(clock=ManualClock()) as running:
         ready_file = tmp_path / "ready"
-        assert main(["--port", str(running.port), "--ready-file", str(ready_file)]) == 1
+        stats_file = tmp_path / "stats.json"
+        assert (
+            main(
+                [
+                    *("--port", str(running.port)),
+                    *("--ready-file", str(ready_file), "--stats-file", str(stats_file)),
+                ]
+            )
+            == 1
+        )
     assert "cannot bind" in capsys.readouterr().err
     assert not ready_file.exists()
+    # Nothing was served, so there is nothing to report.
+    assert not stats_file.exists()
     # main() must leave the caller's signal handlers as they were.
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers

@@ -488,3 +488,54 @@ def test_retry_policy_is_validated(emulator):
     with pytest.raises(ClarifaiConfigurationError, match="timeout"):
         ClarifaiHook(timeout=-1)
     assert ClarifaiHook(retry_policy=RetryPolicy(max_attempts=1)).retry_policy.max_attempts == 1
+
+
+async def _settings_of_hooks_starting_together(monkeypatch, count: int, cancel_first: bool = False):
+    """Start ``count`` hooks' connection reads at once, while the first read is held; return a live count
+    of the reads made (``reads[0]``) and each hook's outcome."""
+    from airflow.providers.common.compat import connection as compat
+
+    real = compat.get_async_connection
+    gate = asyncio.Event()
+    reads = [0]
+
+    async def held(conn_id, hook=None):
+        reads[0] += 1
+        await gate.wait()
+        return await real(conn_id, hook=hook)
+
+    monkeypatch.setattr(compat, "get_async_connection", held)
+    tasks = [asyncio.create_task(ClarifaiHook().aget_settings()) for _ in range(count)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    if cancel_first:
+        tasks[0].cancel()
+    gate.set()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    return reads, outcomes
+
+
+async def test_asyncio_hooks_starting_together_share_one_connection_read(emulator, monkeypatch):
+    # A triggerer restart starts hundreds of triggers of one connection at once: one read, not hundreds.
+    reads, outcomes = await _settings_of_hooks_starting_together(monkeypatch, 50)
+    assert reads == [1]
+    assert {settings.target for settings in outcomes} == {emulator.address}
+    # A read that has finished is not reused: a later hook reads the connection afresh.
+    await ClarifaiHook().aget_settings()
+    await ClarifaiHook().aget_settings()
+    assert reads == [1 + 2]
+
+
+async def test_a_cancelled_hook_does_not_cancel_the_shared_read(emulator, monkeypatch):
+    reads, outcomes = await _settings_of_hooks_starting_together(monkeypatch, 3, cancel_first=True)
+    assert reads == [1]
+    assert isinstance(outcomes[0], asyncio.CancelledError)
+    assert [settings.target for settings in outcomes[1:]] == [emulator.address] * 2
+
+
+async def test_hooks_sharing_a_read_of_a_missing_connection_all_fail(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_NOWHERE", raising=False)
+    outcomes = await asyncio.gather(
+        *(ClarifaiHook("nowhere").aget_settings() for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(outcome, ClarifaiConfigurationError) for outcome in outcomes)

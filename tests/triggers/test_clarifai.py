@@ -323,3 +323,50 @@ async def test_streams_new_log_lines_once(emulator, caplog, capsys):
     assert "[clarifai run run-running] step 1 done" in text
     assert text.count("[clarifai run run-running] step 1 done") == 1
     assert "[clarifai run run-running] " in text.split("step 1 done")[0]
+
+
+# Start-up of many triggers at once ------------------------------------------------------------------
+
+SLOW_MODULE = """
+import threading
+
+release = threading.Event()
+release.wait(30)
+"""
+
+
+async def test_triggers_starting_together_wait_for_one_finished_import(monkeypatch, tmp_path):
+    """A triggerer restart starts hundreds of triggers at once. None may go on before the import of the
+    heavy modules has finished: a module is in sys.modules from the start of its import, and a trigger
+    that took that for done would import it on the loop, blocked on the import lock."""
+    import sys
+    import threading
+
+    from airflow_provider_clarifai.triggers import clarifai as module
+
+    (tmp_path / "clarifai_slow_heavy_module.py").write_text(SLOW_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "clarifai_slow_heavy_module", raising=False)
+    monkeypatch.setattr(module, "_HEAVY_MODULES", ("clarifai_slow_heavy_module",))
+    monkeypatch.setattr(module, "_preload", None)
+
+    first = [asyncio.create_task(module._preload_heavy_modules()) for _ in range(20)]
+
+    def import_started() -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if hasattr(sys.modules.get("clarifai_slow_heavy_module"), "release"):
+                return True
+            time.sleep(0.01)
+        return False
+
+    assert await asyncio.to_thread(import_started)
+    # Started while the module is in sys.modules but still importing.
+    later = [asyncio.create_task(module._preload_heavy_modules()) for _ in range(20)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not any(task.done() for task in first + later)
+    assert [thread.name for thread in threading.enumerate()].count("clarifai-preload") == 1
+
+    sys.modules["clarifai_slow_heavy_module"].release.set()
+    await asyncio.gather(*first, *later)
