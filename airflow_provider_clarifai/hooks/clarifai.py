@@ -30,6 +30,7 @@ from airflow_provider_clarifai.ids import (
     resolve_pipeline_version_ids,
     validate_run_id,
     validate_run_ids,
+    validate_start_args,
 )
 from airflow_provider_clarifai.retry import RetryPolicy
 from airflow_provider_clarifai.runs import PipelineRun, RunLogBatch, RunLogCursor, RunStatusChange
@@ -175,6 +176,7 @@ class ClarifaiHook(BaseHook):
                 conn = self.get_connection(self.clarifai_conn_id)
             except AirflowNotFoundException:
                 raise self._missing_connection() from None
+            self._check_extra_is_json(conn.extra)
             self._settings = self._parse_settings(conn.host, conn.port, conn.password, conn.extra_dejson)
         return self._settings
 
@@ -207,8 +209,25 @@ class ClarifaiHook(BaseHook):
             conn = await get_async_connection(self.clarifai_conn_id, hook=self)
         except AirflowNotFoundException:
             raise self._missing_connection() from None
+        self._check_extra_is_json(conn.extra)
         extra = await get_async_extra_dejson(conn)
         return self._parse_settings(conn.host, conn.port, conn.password, extra)
+
+    def _check_extra_is_json(self, extra: object) -> None:
+        """Airflow logs an extra that is not JSON and hands back ``{}``: every setting in it would be
+        silently dropped (a timeout, the default ids). Refuse it instead."""
+        if not isinstance(extra, str) or not extra.strip():
+            return
+        import json
+
+        try:
+            json.loads(extra)
+        except json.JSONDecodeError as error:
+            raise ClarifaiConfigurationError(
+                f"Airflow connection {self.clarifai_conn_id!r} has an extra that is not valid JSON "
+                f"({error.msg} at character {error.pos}). Fix the connection's extra field, for example "
+                '{"timeout": 20}.'
+            ) from None
 
     def _parse_settings(
         self, host: str | None, port: int | None, password: str | None, extra: dict[str, Any]
@@ -536,19 +555,7 @@ class ClarifaiHook(BaseHook):
     ) -> Generator[Call, Any, PipelineRun]:
         from airflow_provider_clarifai.hooks import _flows
 
-        if input_args is not None and (
-            not isinstance(input_args, Mapping)
-            or not all(
-                isinstance(name, str) and name and isinstance(value, str)
-                for name, value in input_args.items()
-            )
-        ):
-            raise ClarifaiConfigurationError(
-                "input_args must map parameter names to string values, for example "
-                "{'learning_rate': '0.01'}; got " + repr(input_args)
-            )
-        if compute_cluster_id and not nodepool_id:
-            raise ClarifaiConfigurationError("compute_cluster_id needs nodepool_id: give both or neither.")
+        validate_start_args(input_args, nodepool_id, compute_cluster_id)
         return _flows.post_run(
             _check_ids(ids),
             run_id=validate_run_id(run_id) if run_id is not None else None,

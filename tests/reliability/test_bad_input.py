@@ -18,8 +18,8 @@ by itself):
 
 A row the provider does not yet handle as it should carries a :class:`KnownIssue` naming the one check
 it fails today. The test then expects exactly that check, and no other, to fail (``pytest.xfail``), and
-fails loudly once the provider is fixed so the note is removed. The issues are explained in
-``KnownIssue.why`` and were reported with the proposed fixes.
+fails loudly once the provider is fixed so the note is removed. The nine rows first marked so were all
+fixed in the provider; none is marked today.
 """
 
 from __future__ import annotations
@@ -219,12 +219,6 @@ def garbage_on(method: str) -> Callable[[Any], Any]:
 def hang_on(method: str) -> Callable[[Any], Any]:
     return lambda emulator: emulator.faults.add(kind="hang", method=method)
 
-
-MALFORMED_EXTRA_IGNORED = KnownIssue(
-    ("raises",),
-    "Airflow logs a connection extra that is not JSON and hands back {}; the hook then silently uses "
-    "its defaults (here a 30 s timeout instead of the 0.5 s written).",
-)
 
 ROWS: tuple[BadInput, ...] = (
     # The hook -------------------------------------------------------------------------------------
@@ -495,7 +489,6 @@ ROWS: tuple[BadInput, ...] = (
         ClarifaiConfigurationError,
         wrong="not valid JSON",
         fix="extra",
-        issue=MALFORMED_EXTRA_IGNORED,
     ),
     BadInput(
         "connection-missing-root-certificates",
