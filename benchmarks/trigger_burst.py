@@ -255,6 +255,9 @@ class LoopMonitor:
         self.tick = tick
         self.lateness: list[float] = []
         self.gc_pauses: list[float] = []
+        #: Each wake-up's lateness minus the garbage collection that happened in the same interval.
+        self.lateness_outside_gc: list[float] = []
+        self._gc_total = 0.0
         self._gc_started = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -262,13 +265,17 @@ class LoopMonitor:
         if phase == "start":
             self._gc_started = time.perf_counter()
         else:
-            self.gc_pauses.append(time.perf_counter() - self._gc_started)
+            pause = time.perf_counter() - self._gc_started
+            self.gc_pauses.append(pause)
+            self._gc_total += pause
 
     async def _watch(self) -> None:
         while True:
-            before = time.perf_counter()
+            before, gc_before = time.perf_counter(), self._gc_total
             await asyncio.sleep(self.tick)
-            self.lateness.append(time.perf_counter() - before - self.tick)
+            late = time.perf_counter() - before - self.tick
+            self.lateness.append(late)
+            self.lateness_outside_gc.append(max(0.0, late - (self._gc_total - gc_before)))
 
     def start(self) -> None:
         gc.callbacks.append(self._on_gc)
@@ -300,6 +307,7 @@ class BurstReport:
     bound: int
     cold_start: bool
     max_block: float = 0.0
+    max_block_outside_gc: float = 0.0
     p99_block: float = 0.0
     longest_gc_pause: float = 0.0
     ticks: int = 0
@@ -465,6 +473,7 @@ def run_burst(settings: BurstSettings, workdir: Path, log_path: Path | None = No
     lateness = sorted(monitor.lateness) or [0.0]
     report.ticks = len(monitor.lateness)
     report.max_block = lateness[-1]
+    report.max_block_outside_gc = max(monitor.lateness_outside_gc, default=0.0)
     report.p99_block = lateness[min(len(lateness) - 1, int(len(lateness) * 0.99))]
     report.longest_gc_pause = max(monitor.gc_pauses, default=0.0)
     times = [outcome.seconds for outcome in outcomes if outcome.payload is not None] or [0.0]
@@ -506,11 +515,12 @@ def problems(report: BurstReport) -> list[str]:
         found.append(
             f"the emulator served {report.server_requests} requests, the hook sent {report.client_requests}"
         )
-    if report.max_block > LOOP_BLOCK_LIMIT:
+    # The gate is on what the loop's own work blocked. A full collection of Python's garbage collector
+    # walks the whole process (Airflow's and gRPC's objects, not the triggers'); it is printed apart.
+    if report.max_block_outside_gc > LOOP_BLOCK_LIMIT:
         found.append(
-            f"the event loop was blocked for {report.max_block:.3f} s (limit {LOOP_BLOCK_LIMIT} s; Python's "
-            f"longest garbage collection took {report.longest_gc_pause:.3f} s, and other work on the "
-            "machine lengthens both)"
+            f"the event loop was blocked for {report.max_block_outside_gc:.3f} s outside garbage collection "
+            f"(limit {LOOP_BLOCK_LIMIT} s; with collections {report.max_block:.3f} s)"
         )
     for side, peak in (("client", report.client_peak_in_flight), ("server", report.server_peak_in_flight)):
         if peak > report.bound:
@@ -538,7 +548,18 @@ def print_report(report: BurstReport) -> None:
         print(f"{name:30} {measured:>12} {limit:>8} {'' if ratio is None else f'{ratio:.2f}':>6}")
 
     limit_ms = f"{LOOP_BLOCK_LIMIT * 1000:.0f} ms"
-    row("max loop block", f"{report.max_block * 1000:.1f} ms", limit_ms, report.max_block / LOOP_BLOCK_LIMIT)
+    row(
+        "max loop block, outside GC",
+        f"{report.max_block_outside_gc * 1000:.1f} ms",
+        limit_ms,
+        report.max_block_outside_gc / LOOP_BLOCK_LIMIT,
+    )
+    row(
+        "max loop block, GC included",
+        f"{report.max_block * 1000:.1f} ms",
+        "",
+        report.max_block / LOOP_BLOCK_LIMIT,
+    )
     row("p99 loop block", f"{report.p99_block * 1000:.1f} ms", limit_ms, report.p99_block / LOOP_BLOCK_LIMIT)
     row("  longest GC pause (Python's)", f"{report.longest_gc_pause * 1000:.1f} ms")
     bound = str(report.bound)
