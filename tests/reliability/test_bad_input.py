@@ -15,11 +15,6 @@ by itself):
 * how many write requests (Patch and Post) and, where the row fixes it, how many requests in all the
   emulator received: ``calls=0`` means the input was refused before anything was sent;
 * for tasks, whether the error came at construction (DAG parse, ``stage="parse"``) or in ``execute``.
-
-A row the provider does not yet handle as it should carries a :class:`KnownIssue` naming the one check
-it fails today. The test then expects exactly that check, and no other, to fail (``pytest.xfail``), and
-fails loudly once the provider is fixed so the note is removed. The nine rows first marked so were all
-fixed in the provider; none is marked today.
 """
 
 from __future__ import annotations
@@ -160,14 +155,6 @@ class Env:
 
 
 @dataclass(frozen=True)
-class KnownIssue:
-    """A check a row fails today because of a provider issue, and why (reported with a fix)."""
-
-    checks: tuple[str, ...]
-    why: str
-
-
-@dataclass(frozen=True)
 class BadInput:
     """One bad input and everything that must come of it.
 
@@ -185,7 +172,6 @@ class BadInput:
     :param changes: run id (of demo-user's v1) -> the state the row asked for; every other run is unchanged.
     :param stage: for tasks: "parse" (the constructor refuses) or "run" (``execute`` does).
     :param setup: prepares the emulator (faults) before ``act``.
-    :param issue: the known provider issue this row shows.
     """
 
     id: str
@@ -202,7 +188,6 @@ class BadInput:
     changes: Mapping[str, str] = field(default_factory=dict)
     stage: str | None = None
     setup: Callable[[Any], Any] | None = None
-    issue: KnownIssue | None = None
 
 
 BOTH = ("sync", "asyncio")
@@ -1283,7 +1268,7 @@ def test_bad_input(row: BadInput, mode: str, emulator, tmp_path, monkeypatch, un
     finally:
         env.close()
 
-    # Each failed check, by name, so a known issue can name the one it fails.
+    # Each failed check, by name, all reported together.
     problems: dict[str, str] = {}
     if error is None:
         problems["raises"] = f"nothing was raised; expected {row.error.__name__}"
@@ -1318,12 +1303,6 @@ def test_bad_input(row: BadInput, mode: str, emulator, tmp_path, monkeypatch, un
     if writes(emulator) != row.writes:
         problems["writes"] = f"{writes(emulator)} write request(s), expected {row.writes}"
 
-    if row.issue is not None:
-        known = set(row.issue.checks)
-        if not problems:
-            pytest.fail(f"Known issue fixed, remove it from the row: {row.issue.why}")
-        if set(problems) <= known:
-            pytest.xfail(f"{row.issue.why} ({'; '.join(problems.values())})")
     assert not problems, "\n".join(f"{check}: {problem}" for check, problem in problems.items())
 
 
@@ -1335,17 +1314,6 @@ def test_the_table_covers_every_surface():
         assert row.id.startswith(row.surface), row.id
         assert set(row.modes) <= {"sync", "asyncio"}, row.id
         assert row.wrong != row.fix, row.id
-        assert row.issue is None or set(row.issue.checks) <= {
-            "raises",
-            "class",
-            "message",
-            "cause",
-            "token",
-            "stage",
-            "calls",
-            "state",
-            "writes",
-        }, row.id
     # At least one mixed batch, where the good runs change and the bad ones do not.
     assert any(row.changes for row in ROWS)
 
