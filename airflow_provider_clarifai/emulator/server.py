@@ -304,77 +304,67 @@ class EmulatorServicer(service_pb2_grpc.V2Servicer):
         handler: Handler,
         response_type: Any,
     ) -> Any:
-        self._in_flight.enter()
-        try:
-            return self._serve_counted(method, scope, request, context, handler, response_type)
-        finally:
-            self._in_flight.exit()
+        with self._in_flight:
+            req_id = f"emu-{uuid.uuid4().hex}"
+            token = _token_from(context.invocation_metadata())
+            token_valid = self._backend.is_known_token(token)
+            fault = self._faults.pick(method)
+            kind = fault.kind if fault is not None else None
 
-    def _serve_counted(
-        self,
-        method: str,
-        scope: Scope,
-        request: Any,
-        context: grpc.ServicerContext,
-        handler: Handler,
-        response_type: Any,
-    ) -> Any:
-        req_id = f"emu-{uuid.uuid4().hex}"
-        token = _token_from(context.invocation_metadata())
-        token_valid = self._backend.is_known_token(token)
-        fault = self._faults.pick(method)
-        kind = fault.kind if fault is not None else None
-
-        def record(code: str | None, grpc_code: grpc.StatusCode) -> None:
-            self._requests.append(RequestRecord(method, token_valid, kind, code, grpc_code.name, req_id))
-            log.debug("%s -> %s (gRPC %s, fault %s, req_id %s)", method, code, grpc_code.name, kind, req_id)
-
-        # Faults that strike before the request reaches the backend, which therefore never changes.
-        if fault is not None and kind is FaultKind.LATENCY:
-            # Real time, outside the backend lock; a stopping server cuts it short.
-            self._stopping.wait(fault.latency_seconds)
-        elif kind is FaultKind.UNAVAILABLE:
-            record(None, grpc.StatusCode.UNAVAILABLE)
-            context.abort(grpc.StatusCode.UNAVAILABLE, "emulated fault: service unavailable")
-        elif kind is FaultKind.DEADLINE:
-            record(None, grpc.StatusCode.DEADLINE_EXCEEDED)
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "emulated fault: deadline exceeded")
-        elif kind is FaultKind.HANG:
-            self._hang(context)
-            record(None, grpc.StatusCode.DEADLINE_EXCEEDED)
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "emulated fault: the server never answered")
-        elif kind is FaultKind.GARBAGE:
-            record(None, grpc.StatusCode.OK)
-            return _RawResponse(GARBAGE_BYTES)
-        elif kind in (FaultKind.INTERNAL, FaultKind.THROTTLE):
-            # A throttle fault quotes the configured limit, or the real default when the limit is off.
-            limit = self._backend.rate_limit_per_second or DEFAULT_RATE_LIMIT_PER_SECOND
-            error = (
-                ApiError(INTERNAL_SERVER_ISSUE, "Internal error", "emulated fault: retry later")
-                if kind is FaultKind.INTERNAL
-                else ApiError(
-                    CONN_THROTTLED,
-                    f"exceeded limit of {limit} requests per second",
-                    "emulated fault: wait before retrying",
+            def record(code: str | None, grpc_code: grpc.StatusCode) -> None:
+                self._requests.append(RequestRecord(method, token_valid, kind, code, grpc_code.name, req_id))
+                log.debug(
+                    "%s -> %s (gRPC %s, fault %s, req_id %s)", method, code, grpc_code.name, kind, req_id
                 )
-            )
-            record(error.code, grpc.StatusCode.OK)
-            return response_type(status=_error_status(error, req_id))
 
-        # A hold makes the request wait for the others it gathers, then all reach the backend together.
-        self._holds.wait(method, self._stopping)
-        try:
-            caller = self._backend.authorize(token, scope)
-            response = handler(caller, request, req_id)
-        except ApiError as error:
-            response = response_type(status=_error_status(error, req_id))
-        code = _code_name(response.status.code)
-        if kind is FaultKind.UNAVAILABLE_AFTER:
-            # The state has changed, but the client never learns how: a reply lost on the network.
-            record(code, grpc.StatusCode.UNAVAILABLE)
-            context.abort(grpc.StatusCode.UNAVAILABLE, "emulated fault: connection lost after the request")
-        record(code, grpc.StatusCode.OK)
-        return response
+            # Faults that strike before the request reaches the backend, which therefore never changes.
+            if fault is not None and kind is FaultKind.LATENCY:
+                # Real time, outside the backend lock; a stopping server cuts it short.
+                self._stopping.wait(fault.latency_seconds)
+            elif kind is FaultKind.UNAVAILABLE:
+                record(None, grpc.StatusCode.UNAVAILABLE)
+                context.abort(grpc.StatusCode.UNAVAILABLE, "emulated fault: service unavailable")
+            elif kind is FaultKind.DEADLINE:
+                record(None, grpc.StatusCode.DEADLINE_EXCEEDED)
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "emulated fault: deadline exceeded")
+            elif kind is FaultKind.HANG:
+                self._hang(context)
+                record(None, grpc.StatusCode.DEADLINE_EXCEEDED)
+                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "emulated fault: the server never answered")
+            elif kind is FaultKind.GARBAGE:
+                record(None, grpc.StatusCode.OK)
+                return _RawResponse(GARBAGE_BYTES)
+            elif kind in (FaultKind.INTERNAL, FaultKind.THROTTLE):
+                # A throttle fault quotes the configured limit, or the real default when the limit is off.
+                limit = self._backend.rate_limit_per_second or DEFAULT_RATE_LIMIT_PER_SECOND
+                error = (
+                    ApiError(INTERNAL_SERVER_ISSUE, "Internal error", "emulated fault: retry later")
+                    if kind is FaultKind.INTERNAL
+                    else ApiError(
+                        CONN_THROTTLED,
+                        f"exceeded limit of {limit} requests per second",
+                        "emulated fault: wait before retrying",
+                    )
+                )
+                record(error.code, grpc.StatusCode.OK)
+                return response_type(status=_error_status(error, req_id))
+
+            # A hold makes the request wait for the others it gathers, then all reach the backend together.
+            self._holds.wait(method, self._stopping)
+            try:
+                caller = self._backend.authorize(token, scope)
+                response = handler(caller, request, req_id)
+            except ApiError as error:
+                response = response_type(status=_error_status(error, req_id))
+            code = _code_name(response.status.code)
+            if kind is FaultKind.UNAVAILABLE_AFTER:
+                # The state has changed, but the client never learns how: a reply lost on the network.
+                record(code, grpc.StatusCode.UNAVAILABLE)
+                context.abort(
+                    grpc.StatusCode.UNAVAILABLE, "emulated fault: connection lost after the request"
+                )
+            record(code, grpc.StatusCode.OK)
+            return response
 
     def _hang(self, context: grpc.ServicerContext) -> None:
         """Hold the request until the client gives up (its deadline), the server stops, or the limit."""

@@ -164,7 +164,10 @@ class Faults:
 
 
 class InFlightGauge:
-    """How many requests the server is handling right now, and the most it ever handled at once."""
+    """How many requests the server is handling right now, and the most it ever handled at once.
+
+    Use it as a context manager around the handling of one request.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -193,6 +196,13 @@ class InFlightGauge:
         """The most requests handled at once since the start (or the last :meth:`reset_peak`)."""
         with self._lock:
             return self._peak
+
+    def __enter__(self) -> InFlightGauge:
+        self.enter()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.exit()
 
     def reset_peak(self) -> None:
         """Start measuring the peak afresh from the current count."""
