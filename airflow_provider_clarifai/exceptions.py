@@ -10,7 +10,15 @@ Every class derives from ``AirflowException`` so Airflow's own handling (retries
 Configuration and auth errors also derive from ``AirflowFailException``: retrying the task cannot fix
 them, so the task fails at once with the message that says what to fix.
 
-No token ever reaches a message: callers pass the token as ``secret`` and it is scrubbed.
+No token ever reaches a message: callers pass the token as ``secret`` and it is scrubbed. No text of
+unbounded length reaches one either: what the service or gRPC says is cut to a few hundred characters.
+
+Two transport errors are not what their gRPC code suggests. A TLS handshake that fails because of the
+certificates (untrusted, issued for another host, unreadable roots) comes back as UNAVAILABLE, like a
+network outage; retrying cannot fix it, so it becomes a :class:`ClarifaiConfigurationError` that names
+the connection field to change. A message over gRPC's size limit comes back as RESOURCE_EXHAUSTED, like
+throttling; resending the same message cannot fix it either, so it becomes a
+:class:`ClarifaiRequestRejectedError`.
 """
 
 from __future__ import annotations
@@ -78,7 +86,11 @@ def _rebuild_error(cls: type[ClarifaiError], message: str, fields: dict[str, Any
 
 
 class ClarifaiConfigurationError(ClarifaiError, AirflowFailException):
-    """Ids, ``config-lock.yaml`` or connection settings are missing or invalid. Nothing was sent."""
+    """Ids, ``config-lock.yaml`` or connection settings are missing or invalid.
+
+    Nothing was sent, except when the TLS handshake showed the connection's certificate settings cannot
+    work (the server's certificate is not trusted or names another host): then no request got through.
+    """
 
 
 class ClarifaiAuthError(ClarifaiError, AirflowFailException):
@@ -219,15 +231,16 @@ def error_from_status(
     code = int(status.code)
     code_name = status_code_name(code)
     error_class = classify_code_name(code_name)
-    description = _scrub(status.description, secret)
-    details = _scrub(status.details, secret)
+    description = _service_text(status.description, secret)
+    details = _service_text(status.details, secret)
+    req_id = _service_text(status.req_id, secret, limit=REQ_ID_LIMIT)
     parts = [f"Clarifai {_label(method, context)} failed with {code_name} ({code})"]
     if description:
         parts.append(f": {description}")
     if details and details != description:
         parts.append(f" ({details})")
-    if status.req_id:
-        parts.append(f" [req_id {status.req_id}]")
+    if req_id:
+        parts.append(f" [req_id {req_id}]")
     message = "".join(parts) + ". " + _HINTS[error_class]
     return error_class(
         message,
@@ -235,7 +248,7 @@ def error_from_status(
         code=code,
         description=description or None,
         details=details or None,
-        req_id=status.req_id or None,
+        req_id=req_id or None,
         method=method,
     )
 
@@ -269,28 +282,150 @@ def error_from_rpc(
     code = error.code() if callable(getattr(error, "code", None)) else None
     code_name = getattr(code, "name", None) or "UNKNOWN"
     raw_details = error.details() if callable(getattr(error, "details", None)) else None
-    detail = _scrub(str(raw_details or ""), secret)
-    if code_name == "UNIMPLEMENTED":
-        error_class: type[ClarifaiError] = ClarifaiUnexpectedResponseError
-        hint = f"The server at {target} does not implement {method}: is the host a Clarifai API endpoint?"
-    else:
-        error_class = _TRANSPORT_CLASSES.get(code_name, ClarifaiUnexpectedResponseError)
-        hint = _HINTS[error_class]
-        if code_name == "UNAVAILABLE":
-            hint = f"Could not reach the Clarifai API at {target}. " + hint
-        elif code_name == "DEADLINE_EXCEEDED":
-            hint = (
-                f"No answer from {target} within the call's deadline. If the service is slow, raise the "
-                "deadline: the connection's extra 'timeout', or request_timeout on the task. " + hint
-            )
+    detail = _service_text(raw_details, secret)
+    error_class, hint = _transport_class_and_hint(code_name, detail, method, target)
     message = f"Clarifai {_label(method, context)} failed with gRPC {code_name}"
     if detail:
         message += f": {detail}"
     return error_class(f"{message}. {hint}", code_name=code_name, description=detail or None, method=method)
 
 
+#: What gRPC's details say when the TLS handshake fails because of the certificates, and the problem each
+#: means. Read from grpcio 1.85 (sync and asyncio channels say the same); older spellings kept where known.
+#: A handshake that fails this way fails again on every attempt, whatever the network does.
+_TLS_PROBLEMS: tuple[tuple[tuple[str, ...], str], ...] = (
+    # BoringSSL's verify error, followed by OpenSSL's reason ("unable to get local issuer certificate",
+    # "certificate has expired", "self signed certificate").
+    (("CERTIFICATE_VERIFY_FAILED",), "untrusted"),
+    # "Custom verification check failed with error: UNAUTHENTICATED: Hostname Verification Check failed."
+    # (grpcio 1.6x and later); "Peer name 127.0.0.1 is not in peer certificate" (older).
+    (("Hostname Verification Check failed", "is not in peer certificate"), "hostname"),
+    # "Failed to create security handshaker.": the roots given to the channel hold no certificate gRPC can
+    # load (gRPC logs "Could not load any root certificate." on stderr).
+    (("Failed to create security handshaker", "Cannot load server root certificates"), "roots"),
+    # "... WRONG_VERSION_NUMBER ...": the server did not answer TLS at all, typically a plaintext server.
+    (("WRONG_VERSION_NUMBER",), "not_tls"),
+)
+
+_ROOTS_FIELD = "the Airflow connection's extra 'root_certificates_path'"
+_TLS_HINTS = {
+    "untrusted": (
+        "The TLS certificate of {target} is not trusted{reason}: no certificate authority the client "
+        "trusts signed it, or it has expired. Set " + _ROOTS_FIELD + " to a PEM file of the CA that "
+        "signed the server's certificate (empty means the system's CAs), or renew an expired certificate. "
+        "Not retried: this is a configuration problem."
+    ),
+    "hostname": (
+        "The TLS certificate of {target} is not valid for the host name {host} (hostname verification "
+        "failed). Write the connection's host exactly as the certificate names it, or give the server a "
+        "certificate that lists this name or IP address as a subject alternative name. Not retried: this "
+        "is a configuration problem."
+    ),
+    "roots": (
+        "The root certificates given to the client could not be loaded, so no TLS connection to {target} "
+        "can be made. Set " + _ROOTS_FIELD + " to a PEM file of CA certificates, or leave it empty to use "
+        "the system's. Not retried: this is a configuration problem."
+    ),
+    "not_tls": (
+        "{target} did not answer with TLS: it may be a plaintext endpoint. For a plaintext endpoint such as "
+        "the local emulator, write the connection's host as http://HOST:PORT; otherwise check the port. "
+        "Not retried: this is a configuration problem."
+    ),
+}
+
+#: gRPC's details for a message over the size limit: "SERVER: Received message larger than max (N vs. M)",
+#: "CLIENT: Sent message larger than max (...)" and so on; who said it tells which message was too large.
+_TOO_LARGE = "message larger than max"
+
+
+def _transport_class_and_hint(
+    code_name: str, detail: str, method: str, target: str
+) -> tuple[type[ClarifaiError], str]:
+    if code_name == "UNIMPLEMENTED":
+        return (
+            ClarifaiUnexpectedResponseError,
+            f"The server at {target} does not implement {method}: is the host a Clarifai API endpoint?",
+        )
+    tls_problem = _tls_problem(detail)
+    if tls_problem is not None:
+        return ClarifaiConfigurationError, _tls_hint(tls_problem, detail, target)
+    if code_name == "RESOURCE_EXHAUSTED" and _TOO_LARGE in detail:
+        return ClarifaiRequestRejectedError, _too_large_hint(detail, method)
+    error_class = _TRANSPORT_CLASSES.get(code_name, ClarifaiUnexpectedResponseError)
+    hint = _HINTS[error_class]
+    if code_name == "UNAVAILABLE":
+        hint = f"Could not reach the Clarifai API at {target}. " + hint
+    elif code_name == "DEADLINE_EXCEEDED":
+        hint = (
+            f"No answer from {target} within the call's deadline. If the service is slow, raise the "
+            "deadline: the connection's extra 'timeout', or request_timeout on the task. " + hint
+        )
+    return error_class, hint
+
+
+def _tls_problem(detail: str) -> str | None:
+    for markers, problem in _TLS_PROBLEMS:
+        if any(marker in detail for marker in markers):
+            return problem
+    return None
+
+
+def _tls_hint(problem: str, detail: str, target: str) -> str:
+    host = target.rsplit(":", 1)[0] if ":" in target else target
+    reason = ""
+    if problem == "untrusted":
+        # OpenSSL's reason follows the error name: "CERTIFICATE_VERIFY_FAILED: certificate has expired: OK".
+        after = detail.partition("CERTIFICATE_VERIFY_FAILED")[2].strip(": ")
+        reason = after.split(":", 1)[0].strip()
+        reason = f" ({reason})" if reason else ""
+    return _TLS_HINTS[problem].format(target=target, host=host, reason=reason)
+
+
+def _too_large_hint(detail: str, method: str) -> str:
+    # Our request is too large when the client could not send it or the server would not take it; the
+    # answer is when the server could not send it or the client would not take it.
+    if "CLIENT: Sent" in detail or "SERVER: Received" in detail:
+        which = "The request was larger than gRPC allows"
+        fix = "Send less per call: fewer runs per batch (batch_size), shorter input_args or ids."
+    elif "SERVER: Sent" in detail or "CLIENT: Received" in detail:
+        which = "The answer was larger than gRPC allows"
+        fix = "Ask for less per call: fewer items per page (per_page) or fewer runs per batch (batch_size)."
+    else:
+        which = "A message was larger than gRPC allows"
+        fix = "Send or ask for less per call (batch_size, per_page, input_args)."
+    return (
+        f"{which} (sizes in bytes: the message vs. the limit); this is not throttling, and sending the same "
+        f"{method} again cannot succeed, so it is not retried. {fix}"
+    )
+
+
 def _label(method: str, context: str) -> str:
     return f"{method} ({context})" if context else method
+
+
+#: Longest text from the service or gRPC put into a message or kept on an exception, in characters.
+SERVICE_TEXT_LIMIT = 400
+REQ_ID_LIMIT = 100
+
+
+def _service_text(text: object, secret: str | None, limit: int = SERVICE_TEXT_LIMIT) -> str:
+    """What the service or gRPC said, with the token scrubbed, cut to about ``limit`` characters.
+
+    The same cut-first rule as :func:`airflow_provider_clarifai.validate.quote` (which cannot be imported
+    here: it imports this module), without ``repr``'s quotes, so messages read as before: the text is cut
+    before anything else looks at it, so a 10 MB detail costs no more than a short one.
+    """
+    if not text:
+        return ""
+    value = text if isinstance(text, str) else str(text)
+    if len(value) <= limit:
+        return _scrub(value, secret)
+    # Scrub a slice one token longer than the cut, then drop that extra length: only there can a token
+    # cut in two by the slice have left a piece of itself unscrubbed.
+    margin = len(secret) if secret else 0
+    head = _scrub(value[: limit + margin], secret)
+    head = head[: len(head) - margin] if margin else head
+    return f"{head}... ({len(value)} characters)"
 
 
 def _scrub(text: str, secret: str | None) -> str:

@@ -131,3 +131,146 @@ def test_transport_errors(code, expected, phrase):
 def test_rpc_error_without_code_fails_closed():
     error = error_from_rpc(SimpleNamespace(), method="GetUser", target="h:1")  # type: ignore[arg-type]
     assert isinstance(error, ClarifaiUnexpectedResponseError)
+
+
+# What gRPC reports for certificate problems (grpcio 1.85, sync and asyncio channels alike) ------------
+
+ADDRESS = "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:40673: "
+TLS_DETAILS = {
+    "untrusted": ADDRESS + "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL "
+    "routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate: OK",
+    "expired": ADDRESS + "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL "
+    "routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: certificate has expired: OK",
+    "hostname": ADDRESS + "Custom verification check failed with error: UNAUTHENTICATED: Hostname "
+    "Verification Check failed.",
+    "hostname-old": "Peer name 127.0.0.1 is not in peer certificate",
+    "roots": ADDRESS + "Failed to create security handshaker.",
+    "not-tls": ADDRESS + "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:100000f7:SSL "
+    "routines:OPENSSL_internal:WRONG_VERSION_NUMBER: Invalid certificate verification context: OK",
+}
+
+
+@pytest.mark.parametrize(
+    ("case", "phrases"),
+    [
+        ("untrusted", ["The TLS certificate of h:1 is not trusted (unable to get local issuer certificate)"]),
+        ("expired", ["is not trusted (certificate has expired)", "renew an expired certificate"]),
+        ("hostname", ["is not valid for the host name h (hostname verification failed)"]),
+        ("hostname-old", ["is not valid for the host name h"]),
+        ("roots", ["The root certificates given to the client could not be loaded"]),
+        ("not-tls", ["h:1 did not answer with TLS", "http://HOST:PORT"]),
+    ],
+)
+def test_certificate_problems_are_configuration_errors_not_outages(case, phrases):
+    error = error_from_rpc(
+        FakeRpcError(grpc.StatusCode.UNAVAILABLE, TLS_DETAILS[case]), method="GetUser", target="h:1"
+    )
+    assert type(error) is ClarifaiConfigurationError
+    assert not error.retryable
+    message = str(error)
+    for phrase in [*phrases, "Not retried: this is a configuration problem"]:
+        assert phrase in message
+    assert "Could not reach" not in message
+    assert error.code_name == "UNAVAILABLE"
+
+
+def test_root_certificate_hints_name_the_connection_field():
+    for case in ("untrusted", "roots"):
+        error = error_from_rpc(
+            FakeRpcError(grpc.StatusCode.UNAVAILABLE, TLS_DETAILS[case]), method="GetUser", target="h:1"
+        )
+        assert "the Airflow connection's extra 'root_certificates_path'" in str(error)
+
+
+def test_a_plain_outage_is_still_retried():
+    error = error_from_rpc(
+        FakeRpcError(grpc.StatusCode.UNAVAILABLE, ADDRESS + "Connection refused"),
+        method="GetUser",
+        target="h:1",
+    )
+    assert type(error) is ClarifaiUnavailableError
+
+
+# Messages over gRPC's size limit ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("detail", "which", "fix"),
+    [
+        ("SERVER: Received message larger than max (5000 vs. 4194304)", "The request was", "batch_size"),
+        ("CLIENT: Sent message larger than max (5000 vs. 10)", "The request was", "input_args"),
+        ("SERVER: Sent message larger than max (5000 vs. 1000)", "The answer was", "per_page"),
+        (
+            "Stream removed (CLIENT: Received message larger than max (5000 vs. 10))",
+            "The answer was",
+            "per_page",
+        ),
+        ("Received message larger than max (5000 vs. 10)", "A message was", "per_page"),
+    ],
+)
+def test_a_message_too_large_is_rejected_not_throttled(detail, which, fix):
+    error = error_from_rpc(
+        FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, detail),
+        method="ListPipelineVersionRuns",
+        target="h:1",
+    )
+    assert type(error) is ClarifaiRequestRejectedError
+    assert not error.retryable
+    message = str(error)
+    assert f"{which} larger than gRPC allows" in message
+    assert "this is not throttling" in message
+    assert fix in message
+    assert detail in message
+
+
+def test_resource_exhausted_without_a_size_is_still_throttling():
+    error = error_from_rpc(
+        FakeRpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota exceeded"), method="GetUser", target="h:1"
+    )
+    assert type(error) is ClarifaiThrottledError
+
+
+# Nothing unbounded reaches a message ------------------------------------------------------------------
+
+
+def test_a_ten_megabyte_detail_gives_a_short_message():
+    huge = "x" * 10_000_000
+    error = error_from_rpc(FakeRpcError(grpc.StatusCode.INTERNAL, huge), method="GetUser", target="h:1")
+    assert len(str(error)) < 1000
+    assert "... (10000000 characters)" in str(error)
+    assert error.description is not None and len(error.description) < 500
+
+
+def test_a_ten_megabyte_service_description_gives_a_short_message():
+    status = status_pb2.Status(
+        code=status_code_pb2.CONN_DOES_NOT_EXIST,
+        description="d" * 10_000_000,
+        details="e" * 10_000_000,
+        req_id="r" * 10_000,
+    )
+    error = error_from_status(status, method="GetPipelineVersionRun")
+    assert len(str(error)) < 1500
+    for text in (error.description, error.details, error.req_id):
+        assert text is not None and len(text) < 500
+
+
+@pytest.mark.parametrize("offset", range(395, 405))
+def test_a_token_cut_by_the_clip_leaves_no_piece_behind(offset):
+    token = "tok-0123456789abcdef"
+    detail = "a" * offset + token + "b" * 1000
+    error = error_from_rpc(
+        FakeRpcError(grpc.StatusCode.INTERNAL, detail), method="GetUser", target="h:1", secret=token
+    )
+    message = str(error)
+    assert "tok-0" not in message
+    assert token[:4] not in message.replace("... (", "")
+
+
+def test_a_scrubbed_short_detail_is_kept_whole():
+    error = error_from_rpc(
+        FakeRpcError(grpc.StatusCode.INTERNAL, "bad key tok-123 here"),
+        method="GetUser",
+        target="h:1",
+        secret="tok-123",
+    )
+    assert "bad key *** here" in str(error)

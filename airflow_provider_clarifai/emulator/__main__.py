@@ -1,7 +1,8 @@
 """Command line: serve the Clarifai emulator until SIGINT or SIGTERM.
 
 ``python -m airflow_provider_clarifai.emulator --port 50051 --scenario FILE.yaml`` (also installed as
-``clarifai-emulator``). It prints one line with the bound address once it accepts requests, and with
+``clarifai-emulator``); ``--tls-cert`` and ``--tls-key`` serve TLS instead of plain text. It prints one
+line with the bound address once it accepts requests, and with
 ``--ready-file`` also writes that address to a file, so scripts can wait for the file instead of parsing
 output. With ``--stats-file`` it writes what it served (request counts, the most requests handled at once)
 as JSON when it stops, for benchmarks that measure a client from the service's side.
@@ -33,7 +34,8 @@ __all__ = ["main"]
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m airflow_provider_clarifai.emulator",
-        description="Serve a local emulator of the Clarifai pipeline-run gRPC API (plain text, no TLS).",
+        description="Serve a local emulator of the Clarifai pipeline-run gRPC API (plain text, or TLS with "
+        "--tls-cert and --tls-key).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument(
@@ -58,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
         default=32,
         help="threads serving requests, the most requests handled at once (default: %(default)s)",
     )
+    parser.add_argument(
+        "--tls-cert", type=Path, help="serve TLS with this PEM certificate (chain); needs --tls-key"
+    )
+    parser.add_argument("--tls-key", type=Path, help="the PEM private key of --tls-cert")
     parser.add_argument("--ready-file", type=Path, help="write the bound host:port here once serving")
     parser.add_argument(
         "--stats-file",
@@ -99,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the emulator until interrupted.
 
     :param argv: the arguments (default: ``sys.argv[1:]``).
-    :return: the exit code: 0 after a clean stop, 1 if the address cannot be bound, 2 for bad arguments
-        or an invalid scenario.
+    :return: the exit code: 0 after a clean stop, 1 if the address cannot be bound (or the TLS certificate
+        and key are not a valid pair), 2 for bad arguments, an invalid scenario or unreadable TLS files.
     """
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -123,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_workers < 1:
         print("error: --max-workers must be 1 or more", file=sys.stderr)
         return 2
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("error: --tls-cert and --tls-key go together: give both for TLS, or neither", file=sys.stderr)
+        return 2
     try:
         # Always a path here: a mistyped file name must not be parsed as YAML text.
         scenario = load_scenario(None if args.scenario is None else Path(args.scenario))
@@ -137,13 +146,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop_requested.set()
 
-    emulator = ClarifaiEmulator(
-        scenario,
-        clock=WallClock(scale=args.time_scale),
-        host=args.host,
-        port=args.port,
-        max_workers=args.max_workers,
-    )
+    try:
+        emulator = ClarifaiEmulator(
+            scenario,
+            clock=WallClock(scale=args.time_scale),
+            host=args.host,
+            port=args.port,
+            max_workers=args.max_workers,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+        )
+    except ValueError as error:  # an unreadable --tls-cert or --tls-key
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     # Installed before the server starts, so a signal arriving at any point still stops it cleanly.
     previous_handlers = {}
     if threading.current_thread() is threading.main_thread():
@@ -157,7 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 1
         serving = True
-        print(f"Clarifai emulator listening on {emulator.address}", flush=True)
+        print(
+            f"Clarifai emulator listening on {emulator.address}{' (TLS)' if emulator.tls else ''}", flush=True
+        )
         if args.ready_file is not None:
             _write_atomically(args.ready_file, emulator.address + "\n")
         # A timed wait keeps the main thread returning to the interpreter, where signal handlers run.

@@ -5,6 +5,10 @@
   the bundled default scenario or the one named by ``@pytest.mark.clarifai_scenario(...)``; stopped after
   the test.
 * ``clarifai_connection``: sets ``AIRFLOW_CONN_CLARIFAI_DEFAULT`` to that emulator and returns the conn id.
+* ``clarifai_emulator_options``: more keyword arguments for the emulator, ``{}`` by default. Override it in a
+  test module or ``conftest.py`` to serve TLS with certificates made at run time, e.g.
+  ``{"tls_cert": path, "tls_key": path, "tls_root_certificates_path": ca_path}``; the same keys are also
+  accepted as ``clarifai_scenario`` marker keywords (paths relative to the test file, or the cwd).
 
 This module is imported by every pytest session of an environment where the provider is installed, so it
 imports nothing heavy at import time: gRPC and the emulator are imported inside the fixtures.
@@ -34,9 +38,11 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(source=None, *, time_scale=None): scenario for the clarifai_emulator fixture: a YAML file "
+        f"{MARKER}(source=None, *, time_scale=None, tls_cert=None, tls_key=None, "
+        "tls_root_certificates_path=None): scenario for the clarifai_emulator fixture: a YAML file "
         "path (relative to the test file, or to the working directory), YAML text or a dict; "
-        "time_scale=N uses a real clock running N times faster instead of a ManualClock.",
+        "time_scale=N uses a real clock running N times faster instead of a ManualClock; "
+        "tls_cert and tls_key (PEM paths or bytes) serve TLS.",
     )
 
 
@@ -57,21 +63,58 @@ def _clock_for(marker: pytest.Mark | None) -> Clock:
     return ManualClock() if time_scale is None else WallClock(scale=time_scale)
 
 
+#: Marker keywords passed on to ClarifaiEmulator; the ones that name files are resolved like scenarios.
+_EMULATOR_KEYWORDS = ("tls_cert", "tls_key", "tls_root_certificates_path")
+
+
+def _resolve_path(value: Any, test_path: Path | None) -> Any:
+    if isinstance(value, str) and "-----BEGIN" not in value and test_path is not None:
+        beside_test = test_path.parent / value
+        if beside_test.is_file():
+            return str(beside_test)
+    return value
+
+
 @pytest.fixture
-def clarifai_emulator(request: pytest.FixtureRequest) -> Iterator[ClarifaiEmulator]:
+def clarifai_emulator_options() -> dict[str, Any]:
+    """More keyword arguments for the ``clarifai_emulator`` fixture's emulator; none by default.
+
+    Override it in a test module or a ``conftest.py``, for example to serve TLS with a certificate made in
+    ``tmp_path``: ``{"tls_cert": cert_path, "tls_key": key_path, "tls_root_certificates_path": ca_path}``.
+    The ``clarifai_scenario`` marker's keywords of the same names win over it.
+
+    :return: keyword arguments of :class:`~airflow_provider_clarifai.emulator.server.ClarifaiEmulator`.
+    """
+    return {}
+
+
+@pytest.fixture
+def clarifai_emulator(
+    request: pytest.FixtureRequest, clarifai_emulator_options: dict[str, Any]
+) -> Iterator[ClarifaiEmulator]:
     """A running Clarifai emulator, stopped after the test.
 
     :param request: the pytest request (reads the ``clarifai_scenario`` marker).
+    :param clarifai_emulator_options: more keyword arguments for the emulator (TLS, for example).
     :return: the emulator (yielded).
     """
     from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
 
     marker = request.node.get_closest_marker(MARKER)
     source = None
+    test_path = getattr(request, "path", None)
+    options = dict(clarifai_emulator_options)
     if marker is not None:
         source = marker.args[0] if marker.args else marker.kwargs.get("source")
-    scenario = _resolve_scenario(source, getattr(request, "path", None))
-    emulator = ClarifaiEmulator(scenario=scenario, clock=_clock_for(marker))
+        options.update(
+            {
+                key: _resolve_path(marker.kwargs[key], test_path)
+                for key in _EMULATOR_KEYWORDS
+                if key in marker.kwargs
+            }
+        )
+    scenario = _resolve_scenario(source, test_path)
+    emulator = ClarifaiEmulator(scenario=scenario, clock=_clock_for(marker), **options)
     emulator.start()
     try:
         yield emulator
@@ -82,6 +125,8 @@ def clarifai_emulator(request: pytest.FixtureRequest) -> Iterator[ClarifaiEmulat
 @pytest.fixture
 def clarifai_connection(clarifai_emulator: ClarifaiEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point the Airflow connection ``clarifai_default`` at the emulator, through its environment variable.
+
+    Over TLS the connection carries ``root_certificates_path`` (see ``ClarifaiEmulator.airflow_connection``).
 
     :param clarifai_emulator: the emulator fixture.
     :param monkeypatch: restores the environment after the test.

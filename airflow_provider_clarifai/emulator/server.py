@@ -2,13 +2,14 @@
 
 :class:`EmulatorServicer` subclasses the official ``V2Servicer``, so every RPC the emulator does not
 implement answers UNIMPLEMENTED exactly as an empty servicer would. :class:`ClarifaiEmulator` serves it on a
-real ``grpc.server`` bound to loopback, in the server's background threads.
+real ``grpc.server`` bound to loopback, in the server's background threads, in plain text or over TLS.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -46,8 +47,6 @@ from airflow_provider_clarifai.emulator.scenario import (
 from airflow_provider_clarifai.emulator.traffic import Holds, InFlightGauge
 
 if TYPE_CHECKING:
-    import os
-
     from airflow_provider_clarifai.emulator.clock import Clock
 
 __all__ = ["GARBAGE_BYTES", "ClarifaiEmulator", "EmulatorServicer"]
@@ -306,13 +305,16 @@ class EmulatorServicer(service_pb2_grpc.V2Servicer):
     ) -> Any:
         with self._in_flight:
             req_id = f"emu-{uuid.uuid4().hex}"
+            deadline_seconds = context.time_remaining()
             token = _token_from(context.invocation_metadata())
             token_valid = self._backend.is_known_token(token)
             fault = self._faults.pick(method)
             kind = fault.kind if fault is not None else None
 
             def record(code: str | None, grpc_code: grpc.StatusCode) -> None:
-                self._requests.append(RequestRecord(method, token_valid, kind, code, grpc_code.name, req_id))
+                self._requests.append(
+                    RequestRecord(method, token_valid, kind, code, grpc_code.name, req_id, deadline_seconds)
+                )
                 log.debug(
                     "%s -> %s (gRPC %s, fault %s, req_id %s)", method, code, grpc_code.name, kind, req_id
                 )
@@ -467,11 +469,28 @@ def _format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _pem(value: bytes | str | os.PathLike[str], what: str) -> bytes:
+    """PEM bytes as given, or read from a path (a ``str`` holding a PEM block counts as PEM text)."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str) and "-----BEGIN" in value:
+        return value.encode("ascii")
+    try:
+        with open(value, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise ValueError(f"cannot read {what} {os.fspath(value)!r}: {error.strerror}") from None
+
+
 class ClarifaiEmulator:
     """A local Clarifai API serving the pipeline-run RPCs over real gRPC.
 
     >>> with ClarifaiEmulator(clock=ManualClock()) as emulator:  # doctest: +SKIP
     ...     channel = ClarifaiChannel.get_insecure_grpc_channel(base="127.0.0.1", port=emulator.port)
+
+    With ``tls_cert`` and ``tls_key`` it serves TLS instead of plain text: ``base_url`` is then
+    ``https://...`` and :meth:`airflow_connection` names the file clients must trust in the connection's
+    ``root_certificates_path`` extra.
 
     :param scenario: ``None`` for the bundled default scenario, a :class:`Scenario`, a mapping in the
         scenario format, a path to a YAML file or YAML text.
@@ -481,6 +500,15 @@ class ClarifaiEmulator:
     :param port: the port to bind; 0 picks a free one.
     :param max_workers: threads serving requests.
     :param hang_limit_seconds: the longest a ``hang`` fault holds a request.
+    :param tls_cert: the server's certificate chain, PEM: a path, or the PEM as bytes. Read once, here, so
+        :meth:`restart` serves the same certificate even if the file changes.
+    :param tls_key: the private key of ``tls_cert``, PEM: a path or bytes. Give both or neither.
+    :param tls_root_certificates_path: the PEM file of the CA clients should trust, put into
+        :meth:`airflow_connection`'s ``root_certificates_path``; default: ``tls_cert`` when it is a path
+        (right for a self-signed certificate), else none (pass it through ``conn_extra`` then).
+    :param max_message_bytes: the largest message the server receives or sends (gRPC's default: 4 MB
+        received, no limit sent); set it small to see how a client handles an oversized message.
+    :raises ValueError: only one of ``tls_cert`` and ``tls_key``, or one cannot be read.
     """
 
     def __init__(
@@ -492,7 +520,31 @@ class ClarifaiEmulator:
         port: int = 0,
         max_workers: int = 32,
         hang_limit_seconds: float = 60.0,
+        *,
+        tls_cert: bytes | str | os.PathLike[str] | None = None,
+        tls_key: bytes | str | os.PathLike[str] | None = None,
+        tls_root_certificates_path: str | os.PathLike[str] | None = None,
+        max_message_bytes: int | None = None,
     ) -> None:
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("give both tls_cert and tls_key for TLS, or neither for plain text")
+        # The private key and certificate chain served (PEM), or None for plain text.
+        self._tls_pair: tuple[bytes, bytes] | None = None
+        #: The file clients should trust, put into airflow_connection() (None: the caller says).
+        self.tls_root_certificates_path: str | None = None
+        if tls_cert is not None and tls_key is not None:
+            self._tls_pair = (_pem(tls_key, "tls_key"), _pem(tls_cert, "tls_cert"))
+            roots = tls_root_certificates_path
+            if roots is None and not isinstance(tls_cert, bytes) and "-----BEGIN" not in str(tls_cert):
+                roots = tls_cert
+            self.tls_root_certificates_path = None if roots is None else os.fspath(roots)
+        if max_message_bytes is not None and (
+            isinstance(max_message_bytes, bool)
+            or not isinstance(max_message_bytes, int)
+            or max_message_bytes < 1
+        ):
+            raise ValueError(f"max_message_bytes must be a positive whole number, got {max_message_bytes!r}")
+        self._max_message_bytes = max_message_bytes
         self.scenario = load_scenario(scenario)
         self.backend = Backend(self.scenario, clock=clock, rate_limit_clock=rate_limit_clock)
         self.clock = self.backend.clock
@@ -536,7 +588,13 @@ class ClarifaiEmulator:
         )
         # Without SO_REUSEPORT off, a second emulator could bind a port already served and silently
         # receive part of its traffic.
-        server = grpc.server(executor, options=[("grpc.so_reuseport", 0)])
+        options: list[tuple[str, Any]] = [("grpc.so_reuseport", 0)]
+        if self._max_message_bytes is not None:
+            options += [
+                ("grpc.max_receive_message_length", self._max_message_bytes),
+                ("grpc.max_send_message_length", self._max_message_bytes),
+            ]
+        server = grpc.server(executor, options=options)
         servicer = EmulatorServicer(
             self.backend,
             self.faults,
@@ -549,12 +607,20 @@ class ClarifaiEmulator:
         _register(servicer, server)
         address = _format_address(self.host, port)
         try:
-            bound = server.add_insecure_port(address)
+            if self._tls_pair is None:
+                bound = server.add_insecure_port(address)
+            else:
+                # Built afresh from the PEM kept since __init__, so a restart serves TLS as before.
+                credentials = grpc.ssl_server_credentials([self._tls_pair])
+                bound = server.add_secure_port(address, credentials)
         except RuntimeError as error:  # recent grpcio raises; older ones return 0
             bound = 0
             reason = str(error)
         else:
             reason = "the port may be in use"
+        if bound == 0 and self._tls_pair is not None:
+            # gRPC reports a certificate and key it cannot use as a failure to bind, and nothing more.
+            reason += "; or tls_cert and tls_key are not a matching PEM certificate and private key"
         if bound == 0:
             executor.shutdown(wait=False)
             raise OSError(f"cannot bind the Clarifai emulator to {address}: {reason}")
@@ -633,9 +699,15 @@ class ClarifaiEmulator:
         return _format_address(self.host, self.port)
 
     @property
+    def tls(self) -> bool:
+        """Whether the emulator serves TLS."""
+        return self._tls_pair is not None
+
+    @property
     def base_url(self) -> str:
-        """``http://host:port``: plain-text gRPC, in the SDK's base-URL convention."""
-        return f"http://{self.address}"
+        """``http://host:port`` (plain text) or ``https://host:port`` (TLS), in the SDK's base-URL
+        convention."""
+        return f"{'https' if self.tls else 'http'}://{self.address}"
 
     @property
     def token(self) -> str:
@@ -645,15 +717,17 @@ class ClarifaiEmulator:
     def airflow_connection(self, conn_extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The Airflow connection that points at this emulator, as a dict.
 
-        :param conn_extra: the connection's ``extra`` (default: empty).
+        Over TLS, ``extra`` names the file to trust as ``root_certificates_path`` (see
+        ``tls_root_certificates_path``); a ``root_certificates_path`` in ``conn_extra`` wins.
+
+        :param conn_extra: the connection's ``extra`` (default: empty; over TLS, the root certificates).
         :return: ``{"conn_type": "clarifai", "host": base_url, "password": token, "extra": {...}}``.
         """
-        return {
-            "conn_type": "clarifai",
-            "host": self.base_url,
-            "password": self.token,
-            "extra": dict(conn_extra or {}),
-        }
+        extra: dict[str, Any] = {}
+        if self.tls and self.tls_root_certificates_path is not None:
+            extra["root_certificates_path"] = self.tls_root_certificates_path
+        extra.update(conn_extra or {})
+        return {"conn_type": "clarifai", "host": self.base_url, "password": self.token, "extra": extra}
 
     def airflow_connection_env(
         self, conn_id: str = "clarifai_default", conn_extra: Mapping[str, Any] | None = None
@@ -667,5 +741,5 @@ class ClarifaiEmulator:
         return f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(self.airflow_connection(conn_extra))
 
     def __repr__(self) -> str:
-        where = self.address if self._port is not None else "not started"
+        where = self.base_url if self._port is not None else "not started"
         return f"ClarifaiEmulator({where}, scenario={self.scenario.source!r})"

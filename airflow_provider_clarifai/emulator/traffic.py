@@ -300,6 +300,9 @@ class RequestRecord:
         lost to an ``unavailable_after`` fault); ``None`` when no application answer was produced.
     :param grpc_code: the gRPC status the client got (``"OK"``, ``"UNAVAILABLE"``, ...).
     :param req_id: the request id put in ``status.req_id``.
+    :param deadline_seconds: the time the client's deadline left when the request arrived, in real
+        seconds (``None``: the client set no deadline). Tests read it to check that a waiting task cuts
+        its calls to the time its wait has left.
     """
 
     method: str
@@ -308,6 +311,7 @@ class RequestRecord:
     code: str | None
     grpc_code: str
     req_id: str
+    deadline_seconds: float | None = None
 
 
 class RequestLog:

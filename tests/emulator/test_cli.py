@@ -202,3 +202,68 @@ def test_port_in_use_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert not stats_file.exists()
     # main() must leave the caller's signal handlers as they were.
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers
+
+
+# TLS ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("given", ["--tls-cert", "--tls-key"])
+def test_tls_flags_go_together(given: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--port", "0", given, str(tmp_path / "x.pem")]) == 2
+    assert "--tls-cert and --tls-key go together" in capsys.readouterr().err
+
+
+def test_unreadable_tls_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = str(tmp_path / "missing.pem")
+    assert main(["--port", "0", "--tls-cert", missing, "--tls-key", missing]) == 2
+    assert f"cannot read tls_key {missing!r}" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_a_certificate_and_key_that_do_not_match_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.hooks.test_tls import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    assert main(["--port", "0", "--tls-cert", str(pki.cert), "--tls-key", str(pki.other_host_key)]) == 1
+    assert "not a matching PEM certificate and private key" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_serves_tls(tmp_path: Path, scenario_file: Path) -> None:
+    import grpc
+
+    from tests.hooks.test_tls import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    ready_file = tmp_path / "ready"
+    command = [
+        *(sys.executable, "-m", "airflow_provider_clarifai.emulator", "--port", "0"),
+        *("--scenario", str(scenario_file), "--ready-file", str(ready_file)),
+        *("--tls-cert", str(pki.cert), "--tls-key", str(pki.key)),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        address = wait_for_file(ready_file, process)
+        credentials = grpc.ssl_channel_credentials(pki.ca.read_bytes())
+        with grpc.secure_channel(address, credentials) as channel:
+            get_user = channel.unary_unary(
+                "/clarifai.api.V2/GetUser",
+                request_serializer=service_pb2.GetUserRequest.SerializeToString,
+                response_deserializer=service_pb2.SingleUserResponse.FromString,
+            )
+            user = get_user(
+                service_pb2.GetUserRequest(user_app_id=resources_pb2.UserAppIDSet(user_id="me")),
+                metadata=(("authorization", "Key cli-token"),),
+                timeout=5,
+            )
+        assert user.user.id == "cli-user"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+    assert process.returncode == 0, stderr
+    assert stdout.splitlines() == [f"Clarifai emulator listening on {address} (TLS)"]
