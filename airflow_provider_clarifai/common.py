@@ -29,23 +29,26 @@ ID_TEMPLATE_FIELDS: tuple[str, ...] = (
 )
 
 
-def check_seconds(name: str, value: object, *, optional: bool = False) -> None:
-    """Check a task argument that is a number of seconds, when the task is built.
+def check_state_list(name: str, value: object, *, task_id: str, templated: bool = False) -> None:
+    """Refuse a bare state name where a list of states is expected, when the task is built.
 
-    :param name: the parameter's name, for the message.
+    ``success_statuses="JOB_COMPLETED"`` would otherwise be read letter by letter, or quietly as one
+    state; either way the DAG does not say what its author meant.
+
+    :param name: the parameter's name.
     :param value: what the user passed.
-    :param optional: whether ``None`` is allowed.
-    :raises ClarifaiConfigurationError: if it is not a positive number.
+    :param task_id: the task, for the message.
+    :param templated: whether the parameter is templated (a Jinja string is then allowed).
     """
-    if value is None and optional:
+    if not isinstance(value, str) or (templated and "{{" in value):
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
+    from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
+    from airflow_provider_clarifai.validate import quote
 
-        raise ClarifaiConfigurationError(
-            f"{name} must be a positive number of seconds, got {value!r}. Pass a number such as 30"
-            + (", or None." if optional else ".")
-        )
+    raise ClarifaiConfigurationError(
+        f"{name} of task {task_id!r} must be a list of state names, got the string {quote(value)}. "
+        f"Write {name}=[{quote(value)}] for one state."
+    )
 
 
 class ClarifaiTaskMixin:
@@ -76,8 +79,10 @@ class ClarifaiTaskMixin:
         api_retry_policy: RetryPolicy | Mapping[str, Any] | None,
         request_timeout: float | None,
     ) -> None:
+        from airflow_provider_clarifai.validate import optional_seconds
+
         # Checked when the DAG is parsed, under the task's own parameter names (the hook's differ).
-        check_seconds("request_timeout", request_timeout, optional=True)
+        request_timeout = optional_seconds("request_timeout", request_timeout)
         if api_retry_policy is not None:
             from airflow_provider_clarifai.retry import RetryPolicy
 
@@ -119,8 +124,17 @@ class ClarifaiTaskMixin:
         fileloc = getattr(dag, "fileloc", None) if dag is not None else None
         return os.path.dirname(os.path.abspath(fileloc)) if fileloc else None
 
+    def close_hook(self) -> None:
+        """Close the hook's channel if the task opened one (a worker runs many tasks in one process)."""
+        hook = self.__dict__.get("hook")
+        if hook is not None:
+            hook.close()
+
     def cancel_run(self, ids: PipelineVersionIds, run_id: str, why: str) -> bool:
         """Cancel one run on the task's behalf; a failure to cancel is logged, never raised.
+
+        The cancel gets :data:`~airflow_provider_clarifai.waiting.WRAP_UP_SECONDS` in all, retries
+        included: it runs after a timeout or on kill, when the task has no time of its own left.
 
         :param ids: the pipeline version.
         :param run_id: the run.
@@ -128,10 +142,12 @@ class ClarifaiTaskMixin:
         """
         from airflow_provider_clarifai.exceptions import ClarifaiError
         from airflow_provider_clarifai.status import RunAction
+        from airflow_provider_clarifai.waiting import WRAP_UP_SECONDS
 
         log = self.log
         try:
-            (change,) = self.hook.set_runs_status(ids, [run_id], RunAction.CANCEL)
+            with self.hook.time_limit(WRAP_UP_SECONDS):
+                (change,) = self.hook.set_runs_status(ids, [run_id], RunAction.CANCEL)
         except ClarifaiError as error:
             log.error("Could not cancel run %s after %s: %s", run_id, why, error)
             return False
@@ -171,15 +187,18 @@ class RunLogStreamer:
         self.cursor = RunLogCursor()
         self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
 
-    def pump(self, *, echo: bool = True) -> None:
+    def pump(self, *, echo: bool = True, time_left: float | None = None) -> None:
         """Read the lines not read yet; a failure to read logs is logged, never fatal.
 
         :param echo: write them to the task log (otherwise only keep the tail).
+        :param time_left: the most seconds the read may take, retries included (``None``: the retry
+            policy's own bound).
         """
         from airflow_provider_clarifai.exceptions import ClarifaiError
 
         try:
-            batch = self.hook.get_run_logs(self.ids, self.run_id, cursor=self.cursor)
+            with self.hook.time_limit(time_left):
+                batch = self.hook.get_run_logs(self.ids, self.run_id, cursor=self.cursor)
         except ClarifaiError as error:
             self.log.warning("Could not read the logs of run %s: %s", self.run_id, error)
             return

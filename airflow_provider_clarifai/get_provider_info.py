@@ -71,7 +71,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Clarifai",
-                "python-modules": ["airflow_provider_clarifai.operators.clarifai"],
+                "python-modules": [
+                    "airflow_provider_clarifai.operators.clarifai",
+                    "airflow_provider_clarifai.operators.run_pipeline",
+                ],
             }
         ],
         "sensors": [

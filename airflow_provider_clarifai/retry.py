@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, TypeVar
 
 from airflow_provider_clarifai.exceptions import (
@@ -26,6 +27,27 @@ from airflow_provider_clarifai.exceptions import (
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+#: The shortest deadline an attempt gets: a zero deadline would fail without even trying.
+MIN_ATTEMPT_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class RetryClock:
+    """How retries tell time and wait: the real clock by default; tests inject a fake one.
+
+    :param monotonic: a monotonic clock, in seconds.
+    :param sleep: a blocking wait.
+    :param asleep: an asyncio wait.
+    """
+
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+#: The real clock.
+SYSTEM_CLOCK = RetryClock()
 
 
 @dataclass(frozen=True)
@@ -53,24 +75,43 @@ class RetryPolicy:
     throttle_backoff: float = 1.0
 
     def __post_init__(self) -> None:
+        from airflow_provider_clarifai.validate import quote, seconds_problem
+
         problems = []
-        for field in fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                problems.append(f"{field.name} must be a number, got {type(value).__name__}")
-            elif value < 0:
-                problems.append(f"{field.name} must not be negative, got {value}")
-        if not problems:
-            if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-                problems.append(f"max_attempts must be a whole number >= 1, got {self.max_attempts!r}")
-            if self.multiplier < 1:
-                problems.append(f"multiplier must be >= 1, got {self.multiplier}")
-            if self.jitter > 1:
-                problems.append(f"jitter must be between 0 and 1, got {self.jitter}")
-            if self.max_elapsed <= 0:
-                problems.append(f"max_elapsed must be > 0, got {self.max_elapsed}")
+        attempts = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            problems.append(f"max_attempts must be a whole number >= 1, got {quote(attempts)}")
+        for name in ("initial_backoff", "max_backoff", "throttle_backoff", "max_elapsed"):
+            problem = seconds_problem(name, getattr(self, name), allow_zero=name != "max_elapsed")
+            if problem is not None:
+                problems.append(problem)
+        for name, low, high in (("multiplier", 1.0, 1000.0), ("jitter", 0.0, 1.0)):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or not low <= value <= high
+            ):
+                problems.append(f"{name} must be a number from {low:g} to {high:g}, got {quote(value)}")
         if problems:
-            raise ClarifaiConfigurationError("Invalid retry policy: " + "; ".join(problems) + ".")
+            raise ClarifaiConfigurationError(
+                "Invalid retry policy: "
+                + "; ".join(problems)
+                + ". Pass only the settings to change, for example {'max_attempts': 8}."
+            )
+
+    def within(self, seconds: float) -> RetryPolicy:
+        """This policy, bounded to ``seconds`` in all: no attempt starts, or lasts, past them.
+
+        Used while waiting: a call made with 3 s left in a wait must not take the whole retry budget.
+
+        :param seconds: the time left, in seconds (at least a small floor is kept, so a call can be made).
+        """
+        bound = max(float(seconds), MIN_ATTEMPT_SECONDS)
+        if bound >= self.max_elapsed:
+            return self
+        return replace(self, max_elapsed=bound)
 
     def to_dict(self) -> dict[str, int | float]:
         """The policy as JSON-ready primitives (for trigger kwargs)."""
@@ -140,7 +181,7 @@ class RetryPolicy:
         :param sleep: how to wait (tests pass a fake).
         :param clock: a monotonic clock (tests pass a fake).
         """
-        schedule = _Schedule(self, call_timeout, clock())
+        schedule = RetrySchedule(self, call_timeout, clock())
         while True:
             try:
                 return attempt(schedule.attempt_timeout(clock()))
@@ -162,7 +203,7 @@ class RetryPolicy:
         :param description: what is being done, for log lines.
         :param clock: a monotonic clock (tests pass a fake).
         """
-        schedule = _Schedule(self, call_timeout, clock())
+        schedule = RetrySchedule(self, call_timeout, clock())
         while True:
             try:
                 return await attempt(schedule.attempt_timeout(clock()))
@@ -170,8 +211,16 @@ class RetryPolicy:
                 await asyncio.sleep(schedule.after_failure(error, clock(), description))
 
 
-class _Schedule:
-    """Bookkeeping of one retried call, shared by the sync and async loops."""
+class RetrySchedule:
+    """Bookkeeping of one retried call: each attempt's deadline, and the wait (or the end) after a failure.
+
+    The one place retry decisions are made; :meth:`RetryPolicy.call`, :meth:`RetryPolicy.acall` and the
+    hook's execution core (``hooks/_execution.py``) only loop around it.
+
+    :param policy: the policy.
+    :param call_timeout: the deadline of one attempt, before it is cut to the remaining budget.
+    :param started: the monotonic time of the first attempt.
+    """
 
     def __init__(self, policy: RetryPolicy, call_timeout: float, started: float) -> None:
         self.policy = policy
@@ -181,11 +230,20 @@ class _Schedule:
         self.failures = 0
 
     def attempt_timeout(self, now: float) -> float:
+        """The next attempt's deadline in seconds, at monotonic time ``now``.
+
+        :param now: the current monotonic time.
+        """
         # Never below a small floor: a zero deadline would fail without even trying.
-        return max(min(self.call_timeout, self.deadline - now), 0.05)
+        return max(min(self.call_timeout, self.deadline - now), MIN_ATTEMPT_SECONDS)
 
     def after_failure(self, error: ClarifaiError, now: float, description: str) -> float:
-        """Return how long to wait before the next attempt, or re-raise ``error`` to give up."""
+        """Return how long to wait before the next attempt, or re-raise ``error`` to give up.
+
+        :param error: the attempt's error.
+        :param now: the current monotonic time.
+        :param description: what is being done, for the log line and the note added when giving up.
+        """
         self.failures += 1
         if not error.retryable:
             raise error

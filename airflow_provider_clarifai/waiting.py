@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
 from airflow_provider_clarifai import exceptions
 from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError, ClarifaiError
+from airflow_provider_clarifai.retry import MIN_ATTEMPT_SECONDS
 from airflow_provider_clarifai.runs import PipelineRun
 from airflow_provider_clarifai.status import (
     FAILURE_STATUSES,
@@ -27,6 +29,41 @@ from airflow_provider_clarifai.status import (
 
 #: How many of the run's last log lines travel with a failure, so they reach the task log.
 LOG_TAIL_LINES = 20
+
+#: What a wait may still do once it has its answer or its deadline has passed (cancel the run after a
+#: timeout, read the end of a finished run's log) gets this many seconds in all, retries included.
+WRAP_UP_SECONDS = 15.0
+
+#: How long after the trigger's own deadline Airflow's deferral timeout fires: a backstop for a
+#: triggerer that is down at the deadline. The trigger itself gives its event at most
+#: :data:`TRIGGER_OVERRUN_SECONDS` after its deadline, well inside this grace, so the deferral timeout
+#: never wins the race against a live trigger (which would skip the cancel on timeout).
+DEFERRAL_GRACE_SECONDS = 120.0
+
+#: The longest a live trigger runs past its deadline: the last status read started before the deadline
+#: ends by then (its deadline is cut to the time left, with a floor per attempt), then one wrap-up.
+TRIGGER_OVERRUN_SECONDS = MIN_ATTEMPT_SECONDS + WRAP_UP_SECONDS + MIN_ATTEMPT_SECONDS
+
+
+def time_left(deadline: float | None, now: float) -> float | None:
+    """Seconds until ``deadline`` (``None``: no deadline), never below zero.
+
+    :param deadline: the wait's deadline as UNIX seconds, or ``None``.
+    :param now: the current time as UNIX seconds.
+    """
+    return None if deadline is None else max(deadline - now, 0.0)
+
+
+def deferral_timeout(deadline: float | None, now: float, poll_interval: float) -> timedelta | None:
+    """The ``timeout`` to give ``defer()``: the trigger's deadline plus the grace, never sooner.
+
+    :param deadline: the trigger's deadline as UNIX seconds, or ``None`` (no deferral timeout).
+    :param now: the current time as UNIX seconds.
+    :param poll_interval: the trigger's poll interval; the grace is at least two of them.
+    """
+    if deadline is None:
+        return None
+    return timedelta(seconds=max(deadline - now, 0.0) + max(DEFERRAL_GRACE_SECONDS, 2 * poll_interval))
 
 
 class Verdict(StrEnum):

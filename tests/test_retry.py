@@ -58,10 +58,12 @@ def test_policy_round_trips_through_json():
     [
         ({"max_attempts": 0}, "max_attempts must be a whole number >= 1"),
         ({"max_attempts": 2.5}, "max_attempts must be a whole number"),
-        ({"initial_backoff": -1}, "initial_backoff must not be negative"),
-        ({"jitter": 2}, "jitter must be between 0 and 1"),
-        ({"multiplier": 0.5}, "multiplier must be >= 1"),
-        ({"max_elapsed": "10"}, "max_elapsed must be a number"),
+        ({"initial_backoff": -1}, "initial_backoff must be a number of seconds, 0 or more, got -1"),
+        ({"jitter": 2}, "jitter must be a number from 0 to 1, got 2"),
+        ({"multiplier": 0.5}, "multiplier must be a number from 1 to 1000, got 0.5"),
+        ({"max_elapsed": "10"}, "max_elapsed must be a positive number of seconds, got '10'"),
+        ({"max_backoff": float("nan")}, "max_backoff must be a number of seconds, 0 or more, got nan"),
+        ({"max_elapsed": float("inf")}, "max_elapsed must be a positive number of seconds, got inf"),
         ({"retries": 3}, "unknown setting(s) retries"),
     ],
 )

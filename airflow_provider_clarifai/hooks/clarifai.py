@@ -7,12 +7,12 @@ parse time.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
-import itertools
 import os
 import weakref
-from collections.abc import Generator, Iterable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,8 +21,6 @@ from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHo
 from airflow_provider_clarifai.exceptions import (
     ClarifaiConfigurationError,
     ClarifaiError,
-    ClarifaiNotFoundError,
-    ClarifaiRequestRejectedError,
 )
 from airflow_provider_clarifai.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 from airflow_provider_clarifai.ids import (
@@ -32,9 +30,10 @@ from airflow_provider_clarifai.ids import (
     validate_run_ids,
     validate_start_args,
 )
-from airflow_provider_clarifai.retry import RetryPolicy
+from airflow_provider_clarifai.retry import SYSTEM_CLOCK, RetryClock, RetryPolicy
 from airflow_provider_clarifai.runs import PipelineRun, RunLogBatch, RunLogCursor, RunStatusChange
 from airflow_provider_clarifai.status import PipelineRunStatus, RunAction, parse_statuses
+from airflow_provider_clarifai.validate import optional_seconds
 
 if TYPE_CHECKING:
     from airflow_provider_clarifai.hooks._flows import Call
@@ -65,11 +64,11 @@ def _forget_read(
         read.exception()  # retrieved here, so a read whose every waiter was cancelled logs nothing
 
 
-# _LATE_LANDING: a creation retried after an attempt whose outcome is unknown (its reply was lost, or the
-# client's deadline passed first) first looks for what it creates, by the id it chose. That look can come
-# too early: the service may still apply the earlier request after the client gave up on it. The retry
-# is then rejected because the id exists, and looking once more finds the run our own attempt created.
-# The id is unique to this call, so a run that has it is ours, and the creation is reported as done.
+#: The monotonic time by which the calls made in the current context must end (see ClarifaiHook.time_limit).
+#: A context variable: each asyncio task (each trigger) and each thread has its own.
+_call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "clarifai_call_deadline", default=None
+)
 
 
 class ClarifaiHook(BaseHook):
@@ -89,6 +88,8 @@ class ClarifaiHook(BaseHook):
     :param retry_policy: a :class:`RetryPolicy` or a dict of its settings; retries are on by default.
     :param timeout: deadline of each call in seconds; overrides the connection's ``timeout``.
     :param batch_size: runs per status-change request; larger batches are split.
+    :param clock: how retries tell time and wait (:class:`RetryClock`); the real clock by default. Tests
+        pass a fake one, so backoffs and time limits need no real waiting.
     :param \\*\\*kwargs: passed to ``BaseHook`` (``logger_name``).
     """
 
@@ -104,6 +105,7 @@ class ClarifaiHook(BaseHook):
         retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
         timeout: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        clock: RetryClock = SYSTEM_CLOCK,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -111,12 +113,7 @@ class ClarifaiHook(BaseHook):
             raise ClarifaiConfigurationError(
                 f"clarifai_conn_id must be a non-empty string, got {clarifai_conn_id!r}."
             )
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            raise ClarifaiConfigurationError(
-                f"timeout must be a positive number of seconds, got {timeout!r}."
-            )
+        timeout = optional_seconds("timeout", timeout)
         if (
             isinstance(batch_size, bool)
             or not isinstance(batch_size, int)
@@ -128,6 +125,7 @@ class ClarifaiHook(BaseHook):
         self.clarifai_conn_id = clarifai_conn_id
         self.retry_policy = RetryPolicy.coerce(retry_policy)
         self.batch_size = batch_size
+        self.clock = clock
         self._timeout = float(timeout) if timeout is not None else None
         self._settings: ConnectionSettings | None = None
         self._sync_channel: Any = None
@@ -263,6 +261,32 @@ class ClarifaiHook(BaseHook):
         if self._sync_channel is not None:
             self._sync_channel.close()
         self._sync_channel = self._sync_stub = None
+
+    @contextmanager
+    def time_limit(self, seconds: float | None) -> Iterator[None]:
+        """Make every call inside the block end within ``seconds`` from now, retries included.
+
+        A task waiting for a run calls with the time its wait has left, so one call can never take the
+        whole retry budget past the wait's deadline. Nested limits keep the sooner one. The limit belongs
+        to the current thread or asyncio task only, so hooks shared by several triggers do not mix them.
+
+        :param seconds: the time left, or ``None`` for no limit beyond the retry policy's own.
+        """
+        if seconds is None:
+            yield
+            return
+        limit = self.clock.monotonic() + max(float(seconds), 0.0)
+        outer = _call_deadline.get()
+        token = _call_deadline.set(limit if outer is None else min(outer, limit))
+        try:
+            yield
+        finally:
+            _call_deadline.reset(token)
+
+    def _policy_now(self, policy: RetryPolicy) -> RetryPolicy:
+        """``policy``, cut to what is left of the :meth:`time_limit` in force, if any."""
+        limit = _call_deadline.get()
+        return policy if limit is None else policy.within(limit - self.clock.monotonic())
 
     def test_connection(self) -> tuple[bool, str]:
         """Make a real authenticated call and say whether the token and host work."""
@@ -581,138 +605,81 @@ class ClarifaiHook(BaseHook):
             max_pages=max_pages,
         )
 
-    # Drivers: the only two places that perform calls --------------------------------------------
+    # Drivers: the only two places that perform calls; everything else is in _execution ----------
 
     def _run(self, flow: Generator[Call, Any, T], policy: RetryPolicy | None = None) -> T:
-        stepper = _FlowStepper(flow)
-        while (call := stepper.next_call()) is not None:
+        from airflow_provider_clarifai.hooks._execution import Invoke, Steps, execution
+
+        stub, settings = self.get_conn(), self.get_settings()
+        base = policy or self.retry_policy
+        steps = Steps(execution(flow, lambda: self._policy_now(base), self.timeout, self.clock.monotonic))
+        while (effect := steps.next()) is not None:
+            if not isinstance(effect, Invoke):
+                self.clock.sleep(effect.seconds)
+                continue
             try:
-                stepper.answer(self._execute(call, policy or self.retry_policy))
-            except ClarifaiError as error:
-                stepper.fail(error)
-        return stepper.result
+                response = stub.method(effect.call.method)(
+                    effect.call.request, metadata=settings.metadata, timeout=effect.timeout
+                )
+            except _grpc_error() as err:
+                steps.fail(_rpc_error(err, effect.call, settings))
+                continue
+            _answer(steps, response, effect.call, settings)
+        return steps.result
 
     async def _arun(self, flow: Generator[Call, Any, T]) -> T:
-        stepper = _FlowStepper(flow)
-        while (call := stepper.next_call()) is not None:
-            try:
-                stepper.answer(await self._aexecute(call))
-            except ClarifaiError as error:
-                stepper.fail(error)
-        return stepper.result
-
-    def _execute(self, call: Call, policy: RetryPolicy) -> Any:
-        import grpc
-
-        from airflow_provider_clarifai.exceptions import error_from_rpc
-        from airflow_provider_clarifai.hooks._flows import check_response
-
-        stub = self.get_conn()
-        settings = self.get_settings()
-        attempts = itertools.count()
-
-        def invoke(one: Call, timeout: float) -> Any:
-            try:
-                response = stub.method(one.method)(one.request, metadata=settings.metadata, timeout=timeout)
-            except grpc.RpcError as err:
-                raise error_from_rpc(
-                    err,
-                    method=one.method,
-                    target=settings.target,
-                    context=one.description,
-                    secret=settings.token,
-                ) from None
-            return check_response(response, one, settings.token)
-
-        def attempt(timeout: float) -> Any:
-            # Set on retries of calls that create something (the check comes first).
-            recover = call.recover if next(attempts) else None
-            if recover is not None:
-                with suppress(ClarifaiNotFoundError):
-                    return invoke(recover, timeout)
-            try:
-                return invoke(call, timeout)
-            except ClarifaiRequestRejectedError as rejected:
-                if recover is None:
-                    raise
-                # See _LATE_LANDING: the earlier attempt may have landed after the check above.
-                with suppress(ClarifaiNotFoundError):
-                    return invoke(recover, timeout)
-                raise rejected from None
-
-        return policy.call(attempt, call_timeout=self.timeout, description=call.description)
-
-    async def _aexecute(self, call: Call) -> Any:
-        import grpc
-
-        from airflow_provider_clarifai.exceptions import error_from_rpc
-        from airflow_provider_clarifai.hooks._flows import check_response
+        from airflow_provider_clarifai.hooks._execution import Invoke, Steps, execution
         from airflow_provider_clarifai.hooks._transport import async_endpoint
 
         settings = await self.aget_settings()
-        endpoint = async_endpoint(settings)
+        endpoint = await async_endpoint(settings)
         timeout = self._timeout if self._timeout is not None else settings.timeout
-        attempts = itertools.count()
-
-        async def invoke(one: Call, deadline: float) -> Any:
+        steps = Steps(
+            execution(flow, lambda: self._policy_now(self.retry_policy), timeout, self.clock.monotonic)
+        )
+        while (effect := steps.next()) is not None:
+            if not isinstance(effect, Invoke):
+                await self.clock.asleep(effect.seconds)
+                continue
             async with endpoint.limiter:
                 try:
-                    response = await endpoint.stub.method(one.method)(
-                        one.request, metadata=settings.metadata, timeout=deadline
+                    response = await endpoint.stub.method(effect.call.method)(
+                        effect.call.request, metadata=settings.metadata, timeout=effect.timeout
                     )
-                except grpc.RpcError as err:
-                    raise error_from_rpc(
-                        err,
-                        method=one.method,
-                        target=settings.target,
-                        context=one.description,
-                        secret=settings.token,
-                    ) from None
-            return check_response(response, one, settings.token)
-
-        async def attempt(deadline: float) -> Any:
-            # Set on retries of calls that create something (the check comes first).
-            recover = call.recover if next(attempts) else None
-            if recover is not None:
-                with suppress(ClarifaiNotFoundError):
-                    return await invoke(recover, deadline)
-            try:
-                return await invoke(call, deadline)
-            except ClarifaiRequestRejectedError as rejected:
-                if recover is None:
-                    raise
-                # See _LATE_LANDING: the earlier attempt may have landed after the check above.
-                with suppress(ClarifaiNotFoundError):
-                    return await invoke(recover, deadline)
-                raise rejected from None
-
-        return await self.retry_policy.acall(attempt, call_timeout=timeout, description=call.description)
+                except _grpc_error() as err:
+                    steps.fail(_rpc_error(err, effect.call, settings))
+                    continue
+            _answer(steps, response, effect.call, settings)
+        return steps.result
 
 
-class _FlowStepper:
-    """Feeds a flow its answers; the sync and asyncio drivers differ only in how they make calls."""
+def _grpc_error() -> type[Exception]:
+    """``grpc.RpcError``, imported on first use (never at DAG parse time)."""
+    import grpc
 
-    def __init__(self, flow: Generator[Call, Any, Any]) -> None:
-        self._flow = flow
-        self._answer: Any = None
-        self._error: BaseException | None = None
-        self.result: Any = None
+    return grpc.RpcError
 
-    def next_call(self) -> Call | None:
-        try:
-            if self._error is not None:
-                error, self._error = self._error, None
-                return self._flow.throw(error)
-            return self._flow.send(self._answer)
-        except StopIteration as stop:
-            self.result = stop.value
-            return None
 
-    def answer(self, response: Any) -> None:
-        self._answer = response
+def _rpc_error(error: Exception, call: Call, settings: ConnectionSettings) -> ClarifaiError:
+    from airflow_provider_clarifai.exceptions import error_from_rpc
 
-    def fail(self, error: BaseException) -> None:
-        self._error = error
+    return error_from_rpc(
+        error,  # type: ignore[arg-type]
+        method=call.method,
+        target=settings.target,
+        context=call.description,
+        secret=settings.token,
+    )
+
+
+def _answer(steps: Any, response: Any, call: Call, settings: ConnectionSettings) -> None:
+    """Hand a response to the execution: the response itself, or the application error it carries."""
+    from airflow_provider_clarifai.hooks._flows import check_response
+
+    try:
+        steps.answer(check_response(response, call, settings.token))
+    except ClarifaiError as error:
+        steps.fail(error)
 
 
 def _check_ids(ids: PipelineVersionIds) -> PipelineVersionIds:

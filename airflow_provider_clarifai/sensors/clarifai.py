@@ -19,10 +19,12 @@ from airflow_provider_clarifai.common import (
     ID_TEMPLATE_FIELDS,
     ClarifaiTaskMixin,
     RunLogStreamer,
+    check_state_list,
     with_log_tail,
 )
 from airflow_provider_clarifai.links.clarifai import ClarifaiPipelineRunLink
 from airflow_provider_clarifai.status import PipelineRunStatus
+from airflow_provider_clarifai.waiting import DEFERRAL_GRACE_SECONDS, deferral_timeout
 
 if TYPE_CHECKING:
     from airflow_provider_clarifai.exceptions import ClarifaiError
@@ -31,9 +33,7 @@ if TYPE_CHECKING:
     from airflow_provider_clarifai.runs import PipelineRun
     from airflow_provider_clarifai.waiting import RunWaitSpec
 
-#: How long after the trigger's own deadline Airflow's deferral timeout fires, as a backstop for a
-#: triggerer that is down at the deadline.
-DEFERRAL_GRACE_SECONDS = 120
+__all__ = ["DEFERRAL_GRACE_SECONDS", "ClarifaiPipelineRunSensor"]
 
 
 class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
@@ -101,7 +101,10 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
         request_timeout: float | None = None,
         **kwargs: Any,
     ) -> None:
+        _check_sensor_arguments(kwargs, deferrable)
         super().__init__(**kwargs)
+        check_state_list("success_statuses", success_statuses, task_id=self.task_id)
+        check_state_list("failure_statuses", failure_statuses, task_id=self.task_id)
         self._init_clarifai(
             clarifai_conn_id=clarifai_conn_id,
             user_id=user_id,
@@ -120,6 +123,7 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
         self.stream_logs = stream_logs
         self.deferrable = deferrable
         self._waiting_after_last_poke = False
+        self._poke_started: float | None = None
         self._last_state: str | None = None
         self._streamer: RunLogStreamer | None = None
         self._ids: PipelineVersionIds | None = None
@@ -141,12 +145,17 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
             self._streamer = RunLogStreamer(self.hook, self._ids, self.pipeline_version_run_id, self.log)
         return self._ids
 
-    def _read_run(self, ids: PipelineVersionIds) -> PipelineRun | None:
-        """The run, or ``None`` after a transient error the retry policy could not absorb."""
+    def _read_run(self, ids: PipelineVersionIds, time_left: float | None) -> PipelineRun | None:
+        """The run, or ``None`` after a transient error the retry policy could not absorb.
+
+        :param ids: the pipeline version.
+        :param time_left: the most seconds the read may take, retries included.
+        """
         from airflow_provider_clarifai.exceptions import ClarifaiError
 
         try:
-            return self.hook.get_run(ids, self.pipeline_version_run_id)
+            with self.hook.time_limit(time_left):
+                return self.hook.get_run(ids, self.pipeline_version_run_id)
         except ClarifaiError as error:
             if error.retryable:
                 self.log.warning(
@@ -167,7 +176,7 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
     def _finish(self, run: PipelineRun, spec: RunWaitSpec) -> dict[str, Any] | None:
         """Return the summary on success, raise on failure, ``None`` while the run goes on."""
         from airflow_provider_clarifai.exceptions import ClarifaiWatchedRunFailedError
-        from airflow_provider_clarifai.waiting import Verdict, failure_message
+        from airflow_provider_clarifai.waiting import WRAP_UP_SECONDS, Verdict, failure_message
 
         verdict = spec.judge(run)
         if verdict is Verdict.WAITING:
@@ -175,7 +184,7 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
         streamer = self._streamer
         if streamer is not None:
             # Whatever the mode, the end of the run's log reaches the task log (or the failure).
-            streamer.pump(echo=self.stream_logs)
+            streamer.pump(echo=self.stream_logs, time_left=WRAP_UP_SECONDS)
         tail = streamer.tail if streamer is not None else []
         if verdict is Verdict.SUCCESS:
             self.log.info("Run %s is %s: done.", run.run_id, run.status_name)
@@ -189,25 +198,49 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
 
         :param context: the task context.
         """
-        ids = self._prepare(context)
-        if self.deferrable:
-            try:
-                return self._execute_deferrable(context, ids)
-            except AirflowFailException as error:
-                # The look before deferring runs outside Airflow's soft_fail handling: apply it here, as
-                # BaseSensorOperator does in poke and reschedule mode.
-                if self.soft_fail:
-                    raise AirflowSkipException(f"Skipping due to soft_fail: {error}") from error
-                raise
-        self._waiting_after_last_poke = False
         try:
-            return super().execute(context)
-        except (AirflowSensorTimeout, AirflowSkipException):
-            # BaseSensorOperator raises these for its timeout after a poke that found the run still
-            # going; a failure raised by poke itself leaves the flag unset.
-            if self._waiting_after_last_poke and self.cancel_on_timeout:
-                self.cancel_run(ids, self.pipeline_version_run_id, "the sensor timed out")
-            raise
+            ids = self._prepare(context)
+            if self.deferrable:
+                try:
+                    return self._execute_deferrable(context, ids)
+                except AirflowFailException as error:
+                    # The look before deferring runs outside Airflow's soft_fail handling: apply it here,
+                    # as BaseSensorOperator does in poke and reschedule mode.
+                    if self.soft_fail:
+                        raise AirflowSkipException(f"Skipping due to soft_fail: {error}") from error
+                    raise
+            self._waiting_after_last_poke = False
+            self._poke_started = time.monotonic()
+            try:
+                return super().execute(context)
+            except (AirflowSensorTimeout, AirflowSkipException):
+                # BaseSensorOperator raises these for its timeout after a poke that found the run still
+                # going; a failure raised by poke itself leaves the flag unset.
+                if self._waiting_after_last_poke and self.cancel_on_timeout:
+                    self.cancel_run(ids, self.pipeline_version_run_id, "the sensor timed out")
+                raise
+        finally:
+            # A worker runs many tasks in one process: leave no channel open behind this one.
+            self.close_hook()
+
+    def _time_left(self, context: Any) -> float:
+        """Seconds the sensor's ``timeout`` has left, as Airflow's sensor base counts them."""
+        if not self.reschedule:
+            started = self._poke_started if self._poke_started is not None else time.monotonic()
+            return max(float(self.timeout) - (time.monotonic() - started), 0.0)
+        # Reschedule mode: each poke is a new process; the wait started at the first reschedule.
+        first = None
+        get_first = getattr(context["ti"], "get_first_reschedule_date", None)
+        if callable(get_first):
+            try:
+                first = get_first(context)
+            except Exception:  # an older Airflow or a test double: bound by the whole timeout instead
+                first = None
+        if first is None:
+            return float(self.timeout)
+        from airflow.providers.common.compat.sdk import timezone
+
+        return max(float(self.timeout) - (timezone.utcnow() - first).total_seconds(), 0.0)
 
     def poke(self, context: Any) -> Any:
         """One look at the run.
@@ -218,11 +251,12 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
 
         self._waiting_after_last_poke = False
         ids = self._prepare(context)
-        run = self._read_run(ids)
+        time_left = self._time_left(context)
+        run = self._read_run(ids, time_left)
         if run is not None:
             self._note_state(run)
             if self.stream_logs and not self.reschedule and self._streamer is not None:
-                self._streamer.pump()
+                self._streamer.pump(time_left=self._time_left(context))
             summary = self._finish(run, self._spec())
             if summary is not None:
                 return PokeReturnValue(is_done=True, xcom_value=summary)
@@ -235,17 +269,18 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
         from airflow_provider_clarifai.triggers.clarifai import ClarifaiPipelineRunTrigger
 
         spec = self._spec()
-        run = self._read_run(ids)
+        limits = [float(self.timeout)]
+        if self.execution_timeout is not None:
+            limits.append(self.execution_timeout.total_seconds())
+        remaining = min(limits)
+        # The deadline is fixed before the first look, so that look counts against the wait too.
+        deadline = time.time() + remaining
+        run = self._read_run(ids, remaining)
         if run is not None:
             self._note_state(run)
             summary = self._finish(run, spec)
             if summary is not None:
                 return summary
-        now = time.time()
-        limits = [float(self.timeout)]
-        if self.execution_timeout is not None:
-            limits.append(self.execution_timeout.total_seconds())
-        remaining = min(limits)
         success, failure = spec.to_lists()
         self.defer(
             trigger=ClarifaiPipelineRunTrigger(
@@ -256,7 +291,7 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
                 pipeline_version_id=ids.pipeline_version_id,
                 run_id=self.pipeline_version_run_id,
                 poll_interval=float(self.poke_interval),
-                deadline=now + remaining,
+                deadline=deadline,
                 success_statuses=success,
                 failure_statuses=failure,
                 cancel_on_timeout=self.cancel_on_timeout,
@@ -266,7 +301,7 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
                 request_timeout=self.request_timeout,
             ),
             method_name="execute_complete",
-            timeout=timedelta(seconds=remaining + max(DEFERRAL_GRACE_SECONDS, 2 * float(self.poke_interval))),
+            timeout=deferral_timeout(deadline, time.time(), float(self.poke_interval)),
         )
 
     def execute_complete(self, context: Any, event: Any = None) -> Any:
@@ -292,6 +327,24 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
         except ClarifaiError as error:
             raise _fail_without_retry(error) from error
         raise _fail_without_retry(ClarifaiError(f"Unhandled event {result.status}."))
+
+
+def _check_sensor_arguments(kwargs: dict[str, Any], deferrable: object) -> None:
+    """Refuse sensor arguments Airflow's sensor base would take badly, before it sees them."""
+    from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
+    from airflow_provider_clarifai.validate import seconds
+
+    for name in ("poke_interval", "timeout"):
+        value = kwargs.get(name)
+        if value is not None:
+            # NaN passes Airflow's own "not negative" check and never times out; infinity overflows.
+            seconds(name, value.total_seconds() if isinstance(value, timedelta) else value, allow_zero=True)
+    if deferrable is True and kwargs.get("mode") == "reschedule":
+        raise ClarifaiConfigurationError(
+            f"Task {kwargs.get('task_id')!r} has mode='reschedule' and deferrable=True: a deferred sensor "
+            "waits in the triggerer and never reschedules. Keep one: deferrable=True (no worker slot "
+            "while waiting), or mode='reschedule' without deferrable."
+        )
 
 
 def _fail_without_retry(error: ClarifaiError) -> Exception:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import threading
 import time
 from collections import deque
@@ -25,13 +26,16 @@ from airflow_provider_clarifai.ids import PipelineVersionIds
 from airflow_provider_clarifai.retry import RetryPolicy
 from airflow_provider_clarifai.runs import PipelineRun, RunLogCursor
 from airflow_provider_clarifai.status import PipelineRunStatus, RunAction
+from airflow_provider_clarifai.validate import quote, seconds
 from airflow_provider_clarifai.waiting import (
     LOG_TAIL_LINES,
+    WRAP_UP_SECONDS,
     EventStatus,
     RunWaitEvent,
     RunWaitSpec,
     Verdict,
     failure_message,
+    time_left,
 )
 
 #: Import these off the event loop before the first call: loading gRPC and the API's messages takes
@@ -133,17 +137,14 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
         self.clarifai_conn_id = clarifai_conn_id
         self.ids = PipelineVersionIds(user_id, app_id, pipeline_id, pipeline_version_id)
         self.run_id = run_id
-        if (
-            isinstance(poll_interval, bool)
-            or not isinstance(poll_interval, int | float)
-            or poll_interval <= 0
+        self.poll_interval = seconds("poll_interval", poll_interval)
+        if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, int | float) or not math.isfinite(deadline)
         ):
             raise ClarifaiConfigurationError(
-                f"poll_interval must be a positive number, got {poll_interval!r}."
+                f"deadline must be UNIX seconds or None, got {quote(deadline)}. The task computes it once as "
+                "time.time() + its timeout."
             )
-        if deadline is not None and (isinstance(deadline, bool) or not isinstance(deadline, int | float)):
-            raise ClarifaiConfigurationError(f"deadline must be UNIX seconds or None, got {deadline!r}.")
-        self.poll_interval = float(poll_interval)
         self.deadline = float(deadline) if deadline is not None else None
         self.spec = RunWaitSpec.build(success_statuses, failure_statuses)
         self.cancel_on_timeout = bool(cancel_on_timeout)
@@ -189,7 +190,9 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
         while True:
             run: PipelineRun | None = None
             try:
-                run = await hook.aget_run(self.ids, self.run_id)
+                # Cut to the time the wait has left: one read must not outlast the deadline.
+                with hook.time_limit(time_left(self.deadline, time.time())):
+                    run = await hook.aget_run(self.ids, self.run_id)
             except ClarifaiError as error:
                 if not error.retryable:
                     yield self._event(EventStatus.ERROR, str(error), error_class=type(error).__name__)
@@ -199,7 +202,7 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
                 self.log.warning("Could not read run %s, will try again: %s", self.run_id, error)
             if run is not None:
                 if self.stream_logs:
-                    await self._stream_logs(hook, tail)
+                    await self._stream_logs(hook, tail, time_left(self.deadline, time.time()))
                 if run.status_name != last_status:
                     last_status = run.status_name
                     self._log_state(run)
@@ -211,7 +214,7 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
                     return
                 if verdict is Verdict.FAILURE:
                     if not self.stream_logs:
-                        await self._stream_logs(hook, tail, echo=False)
+                        await self._stream_logs(hook, tail, WRAP_UP_SECONDS, echo=False)
                     message = failure_message(run, self.spec)
                     yield self._event(EventStatus.FAILURE, message, run=run, log_tail=list(tail))
                     return
@@ -246,9 +249,12 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
         else:
             self.log.info("Run %s is %s.", self.run_id, run.status_name)
 
-    async def _stream_logs(self, hook: ClarifaiHook, tail: deque[str], *, echo: bool = True) -> None:
+    async def _stream_logs(
+        self, hook: ClarifaiHook, tail: deque[str], within: float | None, *, echo: bool = True
+    ) -> None:
         try:
-            batch = await hook.aget_run_logs(self.ids, self.run_id, cursor=self.log_cursor)
+            with hook.time_limit(within):
+                batch = await hook.aget_run_logs(self.ids, self.run_id, cursor=self.log_cursor)
         except ClarifaiError as error:
             self.log.warning("Could not read the logs of run %s: %s", self.run_id, error)
             return
@@ -260,7 +266,9 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
 
     async def _cancel(self, hook: ClarifaiHook, why: str) -> bool:
         try:
-            (change,) = await hook.aset_runs_status(self.ids, [self.run_id], RunAction.CANCEL)
+            # After the deadline, or on kill: a bounded budget of its own (see TRIGGER_OVERRUN_SECONDS).
+            with hook.time_limit(WRAP_UP_SECONDS):
+                (change,) = await hook.aset_runs_status(self.ids, [self.run_id], RunAction.CANCEL)
         except ClarifaiError as error:
             self.log.error("Could not cancel run %s after %s: %s", self.run_id, why, error)
             return False
