@@ -17,11 +17,14 @@ It measures:
   ``ASYNC_MAX_IN_FLIGHT``; the service has more threads than the bound, so it could see more;
 * wall time, requests sent and served, requests per second, time to the first and the last event.
 
-Exits 1, saying why, if a trigger did not send its run's event (or raised, or a request failed), if the
-loop was ever blocked for more than 0.2 s, or if requests in flight exceeded the bound: CI runs it as a
-check. The figures vary from run to run with the machine's load; the limits do not.
+Exits 1, saying why, if a trigger did not send its run's event (or raised), if a request failed, if a run
+was never read, or if requests in flight exceeded the bound: CI runs it as a check of correctness, which
+does not depend on how fast the machine is. The timings (loop blocks, garbage-collector pauses, rates)
+vary with the machine's speed and load, so they are printed, not judged; ``--judge-timings`` also judges
+them (exit 1 if the loop was blocked for more than 0.2 s outside garbage collection), for a quiet machine.
 
-Usage: python benchmarks/trigger_burst.py [--triggers 1000] [--poll-interval 1] [--time-scale 10] [--json]
+Usage: python benchmarks/trigger_burst.py [--triggers 1000] [--poll-interval 1] [--time-scale 10]
+       [--judge-timings] [--json]
 """
 
 from __future__ import annotations
@@ -44,14 +47,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: The requirement: the loop is never blocked for longer than this.
+#: The requirement: the loop is never blocked for longer than this, outside garbage collection. A timing,
+#: so judged only with ``--judge-timings`` (on a quiet machine); always printed.
 LOOP_BLOCK_LIMIT = 0.2
 TOKEN = "burst-pat-0123456789"
 CONN_ID = "clarifai_burst"
 USER, APP, PIPELINE, VERSION = "burst-user", "burst-app", "burst-pipeline", "v1"
 #: Emulated seconds every scripted run spends queued before it runs.
 QUEUED_SECONDS = 5
-STARTUP_TIMEOUT = 60.0
+#: Guards against hangs, not limits: the emulator starts and stops in a second or two.
+STARTUP_TIMEOUT = 120.0
+SHUTDOWN_TIMEOUT = 60.0
 SUCCESS_CODE = 10000
 
 
@@ -64,7 +70,9 @@ class BurstSettings:
     :param time_scale: emulated seconds per real second; scripted runs end 15 to 95 emulated seconds
         after the emulator starts.
     :param latency: seconds the emulator takes to answer each request.
-    :param deadline: the triggers' deadline, in seconds from the start of the burst.
+    :param deadline: the triggers' deadline, in seconds from the start of the burst: a guard against a
+        burst that never ends, far above its usual 10 to 20 s, so a slow or busy machine never reaches it
+        (a trigger that did would send ``timeout`` instead of its run's event, and the check would fail).
     :param tick: the loop monitor's interval, in seconds.
     :param server_workers: the emulator's serving threads: above the bound, so it can see a breach.
     """
@@ -73,7 +81,7 @@ class BurstSettings:
     poll_interval: float = 1.0
     time_scale: float = 10.0
     latency: float = 0.05
-    deadline: float = 120.0
+    deadline: float = 600.0
     tick: float = 0.01
     server_workers: int = 128
 
@@ -184,7 +192,7 @@ def emulator_process(workdir: Path, runs: list[PlannedRun], settings: BurstSetti
         finally:
             server.send_signal(signal.SIGTERM)
             try:
-                server.wait(timeout=30)
+                server.wait(timeout=SHUTDOWN_TIMEOUT)
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
@@ -301,7 +309,8 @@ class Outcome:
 
 @dataclass
 class BurstReport:
-    """Everything measured; :func:`problems` judges it. Times in seconds."""
+    """Everything measured. :func:`problems` judges its correctness, :func:`timing_problems` its timings
+    (only with ``--judge-timings``). Times in seconds."""
 
     settings: BurstSettings
     bound: int
@@ -337,8 +346,16 @@ class BurstReport:
     def requests_per_second(self) -> float:
         return self.server_requests / self.wall if self.wall else 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "requests_per_second": self.requests_per_second, "problems": problems(self)}
+    def to_dict(self, judge_timings: bool = False) -> dict[str, Any]:
+        """Every figure, what failed the burst (``problems``), the timing limits broken whether judged or
+        not (``timing_problems``) and whether they were judged (``timings_judged``)."""
+        return {
+            **asdict(self),
+            "requests_per_second": self.requests_per_second,
+            "problems": verdict(self, judge_timings),
+            "timing_problems": timing_problems(self),
+            "timings_judged": judge_timings,
+        }
 
 
 def check_event(run: PlannedRun, outcome: Outcome) -> str | None:
@@ -496,7 +513,12 @@ def run_burst(settings: BurstSettings, workdir: Path, log_path: Path | None = No
 
 
 def problems(report: BurstReport) -> list[str]:
-    """What breaks the requirement, in words; empty when the burst passed."""
+    """What breaks correctness, in words; empty when every trigger, request and bound was right.
+
+    Only what does not depend on the machine's speed: events, failed requests, runs never read, requests
+    sent against served, requests in flight against the bound (all counts). Timings are
+    :func:`timing_problems`.
+    """
     found = []
     if report.wrong_events:
         shown = "; ".join(report.wrong_events[:5])
@@ -515,20 +537,34 @@ def problems(report: BurstReport) -> list[str]:
         found.append(
             f"the emulator served {report.server_requests} requests, the hook sent {report.client_requests}"
         )
-    # The gate is on what the loop's own work blocked. A full collection of Python's garbage collector
-    # walks the whole process (Airflow's and gRPC's objects, not the triggers'); it is printed apart.
-    if report.max_block_outside_gc > LOOP_BLOCK_LIMIT:
-        found.append(
-            f"the event loop was blocked for {report.max_block_outside_gc:.3f} s outside garbage collection "
-            f"(limit {LOOP_BLOCK_LIMIT} s; with collections {report.max_block:.3f} s)"
-        )
     for side, peak in (("client", report.client_peak_in_flight), ("server", report.server_peak_in_flight)):
         if peak > report.bound:
             found.append(f"{peak} requests in flight at the {side} (bound {report.bound})")
     return found
 
 
-def print_report(report: BurstReport) -> None:
+def timing_problems(report: BurstReport) -> list[str]:
+    """The timing limits the burst broke, in words. They depend on the machine's speed and load, so they
+    fail the burst only with ``--judge-timings``.
+
+    The limit is on what the loop's own work blocked. A full collection of Python's garbage collector
+    walks the whole process (Airflow's and gRPC's objects, not the triggers'); it is printed apart.
+    """
+    found = []
+    if report.max_block_outside_gc > LOOP_BLOCK_LIMIT:
+        found.append(
+            f"the event loop was blocked for {report.max_block_outside_gc:.3f} s outside garbage collection "
+            f"(limit {LOOP_BLOCK_LIMIT} s; with collections {report.max_block:.3f} s)"
+        )
+    return found
+
+
+def verdict(report: BurstReport, judge_timings: bool = False) -> list[str]:
+    """What fails the burst: its correctness problems, and its timing problems if ``judge_timings``."""
+    return problems(report) + (timing_problems(report) if judge_timings else [])
+
+
+def print_report(report: BurstReport, judge_timings: bool = False) -> None:
     settings = report.settings
     print(
         f"{settings.triggers} triggers started at once in one event loop, against the emulator in its own "
@@ -541,27 +577,15 @@ def print_report(report: BurstReport) -> None:
         f"{count} {status}" for status, count in sorted(expected_events(settings.triggers).items())
     )
     right = settings.triggers - len(report.wrong_events)
-    print(f"events: {events} (scripted: {wanted}); {right} of {settings.triggers} as scripted\n")
-    print(f"{'':30} {'measured':>12} {'limit':>8} {'ratio':>6}")
+    print(f"events: {events} (scripted: {wanted}); {right} of {settings.triggers} as scripted")
+
+    def header(title: str) -> None:
+        print(f"\n{title}\n{'':30} {'measured':>12} {'limit':>8} {'ratio':>6}")
 
     def row(name: str, measured: str, limit: str = "", ratio: float | None = None) -> None:
-        print(f"{name:30} {measured:>12} {limit:>8} {'' if ratio is None else f'{ratio:.2f}':>6}")
+        print(f"{name:30} {measured:>12} {limit:>8} {'' if ratio is None else f'{ratio:.2f}':>6}".rstrip())
 
-    limit_ms = f"{LOOP_BLOCK_LIMIT * 1000:.0f} ms"
-    row(
-        "max loop block, outside GC",
-        f"{report.max_block_outside_gc * 1000:.1f} ms",
-        limit_ms,
-        report.max_block_outside_gc / LOOP_BLOCK_LIMIT,
-    )
-    row(
-        "max loop block, GC included",
-        f"{report.max_block * 1000:.1f} ms",
-        "",
-        report.max_block / LOOP_BLOCK_LIMIT,
-    )
-    row("p99 loop block", f"{report.p99_block * 1000:.1f} ms", limit_ms, report.p99_block / LOOP_BLOCK_LIMIT)
-    row("  longest GC pause (Python's)", f"{report.longest_gc_pause * 1000:.1f} ms")
+    header("Correctness (judged: a failure exits 1)")
     bound = str(report.bound)
     row(
         "peak in flight (client)",
@@ -576,6 +600,29 @@ def print_report(report: BurstReport) -> None:
         report.server_peak_in_flight / report.bound,
     )
     row("requests sent / served", f"{report.client_requests} / {report.server_requests}")
+    failed = sum(report.client_errors.values()) + sum(report.client_not_success.values())
+    row("requests failed", str(failed), "0")
+    row("runs never read", str(report.runs_never_read), "0")
+
+    if judge_timings:
+        header("Timings (judged, --judge-timings: a broken limit exits 1)")
+    else:
+        header("Timings (printed, NOT judged: they depend on the machine's speed and load)")
+    limit_ms = f"{LOOP_BLOCK_LIMIT * 1000:.0f} ms"
+    row(
+        "max loop block, outside GC",
+        f"{report.max_block_outside_gc * 1000:.1f} ms",
+        limit_ms,
+        report.max_block_outside_gc / LOOP_BLOCK_LIMIT,
+    )
+    row(
+        "max loop block, GC included",
+        f"{report.max_block * 1000:.1f} ms",
+        "",
+        report.max_block / LOOP_BLOCK_LIMIT,
+    )
+    row("p99 loop block", f"{report.p99_block * 1000:.1f} ms", "", report.p99_block / LOOP_BLOCK_LIMIT)
+    row("  longest GC pause (Python's)", f"{report.longest_gc_pause * 1000:.1f} ms")
     row("requests per second", f"{report.requests_per_second:.0f}")
     reads = report.reads_per_run
     row("reads per run (min/mean/max)", f"{reads['min']}/{reads['mean']:.1f}/{reads['max']}")
@@ -584,6 +631,31 @@ def print_report(report: BurstReport) -> None:
     row("last event after", f"{report.last_event:.2f} s")
     by_method = report.server.get("by_method")
     print(f"\n(the loop monitor woke {report.ticks} times; requests by method: {by_method})")
+
+
+def conclusion(report: BurstReport, judge_timings: bool = False) -> str:
+    """The last lines of the printed report: the verdict, and what was judged."""
+    found = verdict(report, judge_timings)
+    lines = ["FAILED:", *(f"  {problem}" for problem in found)] if found else []
+    if not judge_timings:
+        if not found:
+            lines.append(
+                f"OK: every correctness check held ({report.settings.triggers} triggers, bound "
+                f"{report.bound} in flight)."
+            )
+        lines.append(
+            "Timings were printed, not judged: they depend on the machine's speed and load.\n"
+            "On a quiet machine, --judge-timings judges them too."
+        )
+        lines += [f"  not judged: {problem}" for problem in timing_problems(report)]
+    elif not found:
+        lines.append("OK: every correctness check and timing limit held.")
+    return "\n".join(lines)
+
+
+def exit_status(report: BurstReport, judge_timings: bool = False) -> int:
+    """1 if the burst failed (its correctness, or its timings when judged), else 0."""
+    return 1 if verdict(report, judge_timings) else 0
 
 
 def main() -> int:
@@ -597,6 +669,15 @@ def main() -> int:
     parser.add_argument("--latency", type=float, default=defaults.latency, help="the emulator's answer time")
     parser.add_argument(
         "--deadline", type=float, default=defaults.deadline, help="the triggers' deadline (s)"
+    )
+    parser.add_argument(
+        "--judge-timings",
+        action="store_true",
+        help=(
+            "also judge the timings (exit 1 if the loop was blocked for more than "
+            f"{LOOP_BLOCK_LIMIT:g} s outside garbage collection); they depend on the machine's speed and "
+            "load, so use it on a quiet machine only. Without it they are printed, not judged."
+        ),
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
@@ -617,13 +698,12 @@ def main() -> int:
         import airflow.jobs.triggerer_job_runner  # noqa: F401
 
         report = run_burst(settings, Path(workdir), log_path=Path(workdir) / "trigger-logs.txt")
-    found = problems(report)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(report.to_dict(args.judge_timings), indent=2))
     else:
-        print_report(report)
-        print("\nFAILED:\n  " + "\n  ".join(found) if found else "\nOK: every limit held")
-    return 1 if found else 0
+        print_report(report, args.judge_timings)
+        print("\n" + conclusion(report, args.judge_timings))
+    return exit_status(report, args.judge_timings)
 
 
 if __name__ == "__main__":

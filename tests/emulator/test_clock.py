@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from airflow_provider_clarifai.emulator import clock as clock_module
@@ -39,18 +43,28 @@ class TestManualClock:
         assert clock.now() == 100.0
 
 
+class FakeTime:
+    """The clock module's ``time``, with ``time()`` and ``monotonic()`` replaced; only that module sees it,
+    so nothing else running in the process (gRPC threads, the event loop) has its clocks changed."""
+
+    def __init__(self, **clocks: Callable[[], float]) -> None:
+        self._clocks = clocks
+
+    def __getattr__(self, name: str) -> Any:
+        return self._clocks.get(name, getattr(time, name))
+
+
 class TestWallClock:
     def test_scale_multiplies_elapsed_real_time(self, monkeypatch: pytest.MonkeyPatch) -> None:
         real = [1000.0]
-        monkeypatch.setattr(clock_module.time, "monotonic", lambda: real[0])
+        monkeypatch.setattr(clock_module, "time", FakeTime(monotonic=lambda: real[0]))
         clock = WallClock(scale=60.0, start=5000.0)
         assert clock.now() == 5000.0
         real[0] += 2.0
         assert clock.now() == 5120.0
 
     def test_starts_at_the_current_unix_time_by_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(clock_module.time, "time", lambda: 1234.0)
-        monkeypatch.setattr(clock_module.time, "monotonic", lambda: 7.0)
+        monkeypatch.setattr(clock_module, "time", FakeTime(time=lambda: 1234.0, monotonic=lambda: 7.0))
         assert WallClock().now() == 1234.0
 
     @pytest.mark.parametrize("scale", [0.0, -1.0])

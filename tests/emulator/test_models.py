@@ -44,6 +44,9 @@ USER, APP, PIPELINE, VERSION = "alice", "app-1", "pipe-1", "v1"
 REF = VersionRef(USER, APP, PIPELINE, VERSION)
 T0 = 1_000_000.0
 FOREVER = {"queued_seconds": 0, "running_seconds": None}
+#: How long a test waits for threads to meet or finish: a guard against a hang, not a limit (they take
+#: milliseconds), so a slow or busy machine never reaches it.
+GUARD_SECONDS = 60
 
 SCENARIO: dict[str, Any] = {
     "rate_limit_per_second": None,
@@ -412,14 +415,14 @@ class TestPatchBatches:
         barrier = threading.Barrier(16)
 
         def cancel() -> None:
-            barrier.wait(timeout=10)
+            barrier.wait(timeout=GUARD_SECONDS)
             results.append(patch(backend, ("r1", "JOB_CANCELLED")))
 
         threads = [threading.Thread(target=cancel) for _ in range(16)]
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(timeout=10)
+            thread.join(timeout=GUARD_SECONDS)
         assert sorted(result.code for result in results) == [PIPELINE_INVALID_REQUEST] * 15 + [SUCCESS]
 
 
@@ -873,7 +876,8 @@ class TestRequestLog:
         requests = RequestLog()
         timer = threading.Timer(0.05, requests.append, args=(self.record(),))
         timer.start()
-        assert requests.wait_for(lambda records: len(records) == 1, timeout=5)
+        # Returns on the append; the timeout is a guard, reached only if the append never woke it.
+        assert requests.wait_for(lambda records: len(records) == 1, timeout=GUARD_SECONDS)
         timer.join()
 
     def test_wait_for_times_out(self) -> None:

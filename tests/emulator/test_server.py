@@ -23,7 +23,12 @@ from airflow_provider_clarifai.emulator.server import GARBAGE_BYTES, ClarifaiEmu
 pytestmark = pytest.mark.integration
 
 USER, APP, PIPELINE, VERSION = "demo-user", "pipelines-app", "nightly-training", "v1"
-TIMEOUT = 5.0
+#: The deadline of the tests' own calls, and how long a test waits for something the emulator does within
+#: milliseconds: a guard against a hang, never reached on a slow or busy machine. No test measures time.
+TIMEOUT = 60.0
+#: The emulator's limit on a ``hang`` in the hang tests, and their calls' deadline where only something
+#: else may end the call: far beyond every wait of the test, so reaching it would fail the test.
+HANG_LIMIT = 3600.0
 # started_at, ended_at and total_run_duration exist from clarifai-grpc 12.0.2; the emulator supports 11.11.3+.
 HAS_RUN_TIMING = "started_at" in resources_pb2.PipelineVersionRun.DESCRIPTOR.fields_by_name
 
@@ -454,29 +459,36 @@ class TestFaults:
     def test_latency_delays_without_blocking_other_requests(
         self, client: Client, clarifai_emulator: ClarifaiEmulator
     ) -> None:
+        # A latency far longer than the test: the slow request is still waiting when the other one has
+        # been answered, however slow the machine. Stopping the emulator then cuts the wait short.
         clarifai_emulator.faults.add(
-            method="GetPipelineVersionRun", kind="latency", latency_seconds=1.0, count=1
+            method="GetPipelineVersionRun", kind="latency", latency_seconds=3600, count=1
         )
         result: dict[str, Any] = {}
-
-        def slow_get() -> None:
-            started = time.monotonic()
-            result["response"] = client.get("run-running")
-            result["elapsed"] = time.monotonic() - started
-
-        thread = threading.Thread(target=slow_get)
+        thread = threading.Thread(target=lambda: result.update(response=client.get("run-running")))
         thread.start()
         # The rule is used up when the slow request picks it, i.e. once it is waiting.
-        deadline = time.monotonic() + TIMEOUT
-        while clarifai_emulator.faults.rules and time.monotonic() < deadline:
-            time.sleep(0.005)
-        started = time.monotonic()
+        assert wait_until(lambda: not clarifai_emulator.faults.rules)
         assert client.get_user().status.code == status_code_pb2.SUCCESS
-        assert time.monotonic() - started < 0.5
+        # Answered while the slow request is still held: in flight, unanswered, not yet recorded.
+        assert clarifai_emulator.in_flight.current == 1
+        assert thread.is_alive()
         assert "response" not in result
+        assert [record.method for record in clarifai_emulator.requests] == ["GetUser"]
+        clarifai_emulator.stop(grace=TIMEOUT)
         thread.join(timeout=TIMEOUT)
         assert result["response"].status.code == status_code_pb2.SUCCESS
-        assert result["elapsed"] >= 1.0
+        assert [record.fault for record in clarifai_emulator.requests] == [None, "latency"]
+
+    def test_a_short_latency_ends_by_itself(
+        self, client: Client, clarifai_emulator: ClarifaiEmulator
+    ) -> None:
+        clarifai_emulator.faults.add(
+            method="GetPipelineVersionRun", kind="latency", latency_seconds=0.05, count=1
+        )
+        assert client.get("run-running").status.code == status_code_pb2.SUCCESS
+        [record] = clarifai_emulator.requests
+        assert (record.fault, record.code, record.grpc_code) == ("latency", "SUCCESS", "OK")
 
     def test_garbage_cannot_be_parsed_by_the_client(
         self, client: Client, clarifai_emulator: ClarifaiEmulator
@@ -501,44 +513,56 @@ class TestFaults:
         with pytest.raises(DecodeError):
             response_type.FromString(GARBAGE_BYTES)
 
-    def test_hang_lasts_until_the_client_deadline(
-        self, client: Client, clarifai_emulator: ClarifaiEmulator
-    ) -> None:
-        clarifai_emulator.faults.add(method="GetUser", kind="hang", count=1)
-        started = time.monotonic()
-        with pytest.raises(grpc.RpcError) as raised:
-            client.get_user(timeout=0.3)
-        assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
-        assert 0.3 <= time.monotonic() - started < 3
-        # The server releases the request once the client is gone, and records it.
-        assert clarifai_emulator.requests.wait_for(
-            lambda records: any(record.fault == "hang" for record in records), timeout=TIMEOUT
-        )
+    def test_hang_lasts_until_the_client_gives_up(self) -> None:
+        # The emulator's own limit on a hang is far above every wait here: only the client's leaving can
+        # release the request in time.
+        with ClarifaiEmulator(clock=ManualClock(), hang_limit_seconds=HANG_LIMIT) as emulator:
+            client, channel = no_retry_client(emulator)
+            with channel:
+                # Connected first, so the calls below reach the server at once.
+                assert client.get_user().status.code == status_code_pb2.SUCCESS
+                emulator.requests.clear()
+                emulator.faults.add(method="GetUser", kind="hang", count=2)
+                request = service_pb2.GetUserRequest(user_app_id=resources_pb2.UserAppIDSet(user_id="me"))
+                # Held while the client waits: unanswered, in flight, not yet recorded.
+                waiting = client.stub.GetUser.future(request, metadata=client.metadata, timeout=HANG_LIMIT)
+                assert wait_until(lambda: remaining_hangs(emulator) == 1)
+                assert not waiting.done()
+                assert emulator.in_flight.current == 1
+                assert len(emulator.requests) == 0
+                # The client gives up: the server notices, lets the request go and records it.
+                waiting.cancel()
+                assert emulator.requests.wait_for(lambda records: len(records) == 1, timeout=TIMEOUT)
+                # The same when the client's deadline is what ends the wait.
+                with pytest.raises(grpc.RpcError) as raised:
+                    client.get_user(timeout=2)
+                assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+                assert emulator.requests.wait_for(lambda records: len(records) == 2, timeout=TIMEOUT)
+        assert [(record.fault, record.code, record.grpc_code) for record in emulator.requests] == [
+            ("hang", None, "DEADLINE_EXCEEDED")
+        ] * 2
 
     def test_hang_is_released_when_the_emulator_stops(self) -> None:
-        emulator = ClarifaiEmulator(clock=ManualClock()).start()
+        emulator = ClarifaiEmulator(clock=ManualClock(), hang_limit_seconds=HANG_LIMIT).start()
         emulator.faults.add(method="GetUser", kind="hang", count=1)
         client, channel = no_retry_client(emulator)
         errors: list[grpc.RpcError] = []
 
         def call() -> None:
             try:
-                client.get_user(timeout=30)
+                # A deadline far beyond the join below: only the emulator's stop can end this call in time.
+                client.get_user(timeout=HANG_LIMIT)
             except grpc.RpcError as error:
                 errors.append(error)
 
         thread = threading.Thread(target=call)
         thread.start()
         # The rule is used up when the request picks it, i.e. once it is being held.
-        deadline = time.monotonic() + TIMEOUT
-        while emulator.faults.rules and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert not emulator.faults.rules
-        started = time.monotonic()
+        assert wait_until(lambda: not emulator.faults.rules)
+        assert thread.is_alive()
         emulator.stop(grace=0.2)
         thread.join(timeout=TIMEOUT)
         channel.close()
-        assert time.monotonic() - started < 5
         assert not thread.is_alive()
         assert len(errors) == 1
         assert emulator.requests[-1].fault == "hang"
@@ -623,7 +647,7 @@ class TestEmulatorObject:
             client, channel = no_retry_client(emulator)
             assert client.get_user().status.code == status_code_pb2.SUCCESS
         with channel, pytest.raises(grpc.RpcError) as raised:
-            client.get_user(timeout=1)
+            client.get_user()
         assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
 
     def test_scenario_forms(self, tmp_path: Any) -> None:
@@ -677,25 +701,44 @@ class TestRestart:
                 )
                 assert emulator.requests.count("GetPipelineVersionRun") == 1
 
-    def test_nothing_listens_during_the_downtime(self) -> None:
+    def test_nothing_listens_during_the_downtime(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # The downtime lasts until the test has seen it: restart()'s sleep waits for the test, not a timer.
+        down, back = threading.Event(), threading.Event()
+        slept: list[float] = []
+
+        class ServerTime:
+            def sleep(self, seconds: float) -> None:
+                slept.append(seconds)
+                down.set()
+                back.wait(TIMEOUT)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(time, name)
+
+        monkeypatch.setattr(server_module, "time", ServerTime())
         with ClarifaiEmulator(clock=ManualClock()) as emulator:
             client, channel = no_retry_client(emulator)
+            port = emulator.port
             restarting = threading.Thread(target=emulator.restart, kwargs={"downtime_seconds": 1.0})
             with channel:
+                assert client.get_user().status.code == status_code_pb2.SUCCESS
                 restarting.start()
                 try:
-                    # Wait for the server to be down: the first refused call says so.
-                    deadline = time.monotonic() + 5
-                    refused = None
-                    while refused is None and time.monotonic() < deadline:
-                        try:
-                            client.get_user(timeout=0.5)
-                        except grpc.RpcError as error:
-                            refused = error.code()
-                    assert refused is grpc.StatusCode.UNAVAILABLE
+                    # The old server is gone and the new one not yet started: a call is refused.
+                    assert down.wait(TIMEOUT)
+                    with pytest.raises(grpc.RpcError) as refused:
+                        client.get_user()
+                    assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+                    assert emulator.restarts == 0
                 finally:
-                    restarting.join()
+                    back.set()
+                    restarting.join(TIMEOUT)
+                assert not restarting.is_alive()
+                assert slept == [1.0]
+                assert (emulator.port, emulator.restarts) == (port, 1)
+                # The same channel is served again, once it has reconnected.
                 assert client.get_user(wait_for_ready=True).status.code == status_code_pb2.SUCCESS
+                assert emulator.requests.count("GetUser") == 2
 
     def test_only_a_running_emulator_restarts(self) -> None:
         emulator = ClarifaiEmulator(clock=ManualClock())
@@ -711,7 +754,7 @@ class TestHoldsAndInFlight:
     def test_a_hold_makes_requests_meet_then_both_are_served(
         self, client: Client, clarifai_emulator: ClarifaiEmulator
     ) -> None:
-        hold = clarifai_emulator.holds.add("PatchPipelineVersionRuns", parties=2, timeout_seconds=10)
+        hold = clarifai_emulator.holds.add("PatchPipelineVersionRuns", parties=2, timeout_seconds=TIMEOUT)
         answers: list[Any] = []
         first = threading.Thread(
             target=lambda: answers.append(client.patch(("run-running", status_code_pb2.JOB_PAUSED)))
@@ -723,7 +766,7 @@ class TestHoldsAndInFlight:
             clarifai_emulator.backend.run_status(USER, APP, PIPELINE, VERSION, "run-running") == "JOB_RUNNING"
         )
         answers.append(client.patch(("run-running", status_code_pb2.JOB_CANCELLED)))
-        first.join(timeout=10)
+        first.join(timeout=TIMEOUT)
         assert hold.met is True
         assert len(answers) == 2
         # The service decided an order; the final state is the one its last accepted change set.
@@ -745,12 +788,12 @@ class TestHoldsAndInFlight:
         self, client: Client, clarifai_emulator: ClarifaiEmulator
     ) -> None:
         # A hold keeps three requests in flight together, so the peak is known without timing.
-        hold = clarifai_emulator.holds.add("GetUser", parties=3, timeout_seconds=10)
+        hold = clarifai_emulator.holds.add("GetUser", parties=3, timeout_seconds=TIMEOUT)
         threads = [threading.Thread(target=client.get_user) for _ in range(3)]
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join()
+            thread.join(TIMEOUT)
         assert hold.met is True
         assert clarifai_emulator.in_flight.peak == 3
         assert clarifai_emulator.in_flight.current == 0
@@ -758,8 +801,14 @@ class TestHoldsAndInFlight:
         assert clarifai_emulator.in_flight.peak == 0
 
 
-def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` real seconds pass; return whether it held."""
+def remaining_hangs(emulator: ClarifaiEmulator) -> int:
+    """How many more requests the emulator's ``hang`` rules will hold."""
+    return sum(left or 0 for rule, left in emulator.faults.rules if rule.kind == "hang")
+
+
+def wait_until(predicate: Any, timeout: float = TIMEOUT) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` real seconds pass (a guard against a hang, not a
+    limit: what the tests wait for takes milliseconds); return whether it held."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

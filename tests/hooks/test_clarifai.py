@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+from typing import Any
 
 import pytest
 
+from airflow_provider_clarifai.emulator.clock import ManualClock
+from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
 from airflow_provider_clarifai.exceptions import (
     ClarifaiAuthError,
     ClarifaiConfigurationError,
@@ -20,7 +23,7 @@ from airflow_provider_clarifai.exceptions import (
 from airflow_provider_clarifai.hooks import _transport
 from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
 from airflow_provider_clarifai.ids import PipelineVersionIds
-from airflow_provider_clarifai.retry import RetryPolicy
+from airflow_provider_clarifai.retry import RetryClock, RetryPolicy
 from airflow_provider_clarifai.runs import RunLogCursor
 from airflow_provider_clarifai.status import PipelineRunStatus
 from tests.hooks.conftest import FAST_RETRIES, IDS, run_async
@@ -38,6 +41,43 @@ def hook(emulator):
 
 def state(emulator, run_id: str) -> str:
     return emulator.backend.run_status(USER, APP, PIPELINE, VERSION, run_id)
+
+
+def record_call_deadlines(monkeypatch) -> list[Any]:
+    """The ``timeout=`` (the gRPC deadline) of every RPC the hook sends, as its stub receives it, in the
+    blocking and the asyncio path alike; the calls themselves go on unchanged."""
+    deadlines: list[Any] = []
+    original = _transport.PipelineRunStub.method
+
+    def recording(self, name):
+        rpc = original(self, name)
+
+        def recorded(*args, **kwargs):
+            deadlines.append(kwargs.get("timeout"))
+            return rpc(*args, **kwargs)
+
+        return recorded
+
+    monkeypatch.setattr(_transport.PipelineRunStub, "method", recording)
+    return deadlines
+
+
+class ManualRetryClock:
+    """A :class:`RetryClock` for the hook on a manual clock: a backoff advances the clock at once, and is
+    recorded, instead of waiting."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.waited: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            self.waited.append(seconds)
+            clock.advance(seconds)
+
+        async def asleep(seconds: float) -> None:
+            sleep(seconds)
+            await asyncio.sleep(0)
+
+        self.clock = RetryClock(monotonic=clock.now, sleep=sleep, asleep=asleep)
 
 
 # Connection ---------------------------------------------------------------------------------------
@@ -392,14 +432,20 @@ def test_garbage_answers_fail_closed_without_retry(hook, call, emulator):
     assert emulator.requests.count("PatchPipelineVersionRuns") == 1
 
 
-def test_every_call_has_a_deadline(emulator, call):
-    emulator.faults.add(kind="hang", method="GetPipelineVersionRun")
+def test_every_call_has_a_deadline(emulator, call, monkeypatch):
+    deadlines = record_call_deadlines(monkeypatch)
     hook = ClarifaiHook(retry_policy={"max_attempts": 2, "initial_backoff": 0.01}, timeout=0.3)
+    # Every RPC is sent with the hook's deadline: gRPC, not the service, ends a call that takes too long.
+    assert call(hook, "get_run", IDS, "run-running").run_id == "run-running"
+    assert deadlines == [0.3]
+    # A service that never answers: each attempt ends at its deadline, and the error says so. How long
+    # that takes is gRPC's business; what is checked is the deadline each attempt carried.
+    emulator.faults.add(kind="hang", method="GetPipelineVersionRun")
     with pytest.raises(ClarifaiUnavailableError, match="within the call's deadline") as info:
         call(hook, "get_run", IDS, "run-running")
     assert info.value.code_name == "DEADLINE_EXCEEDED"
-    # The emulator logs a hung request once it notices the client gave up.
-    assert emulator.requests.wait_for(lambda records: len(records) == 2, timeout=10)
+    assert any("Gave up" in note for note in info.value.__notes__)
+    assert deadlines == [0.3, 0.3, 0.3]
 
 
 def test_a_wrong_token_is_not_retried_and_not_echoed(monkeypatch, emulator, call):
@@ -411,14 +457,28 @@ def test_a_wrong_token_is_not_retried_and_not_echoed(monkeypatch, emulator, call
     assert emulator.requests.count() == 1
 
 
-def test_the_rate_limit_is_absorbed_by_retries(emulator, call):
-    emulator.backend.set_rate_limit(4)
-    hook = ClarifaiHook(retry_policy=dict(FAST_RETRIES.to_dict(), throttle_backoff=0.3))
-    for _ in range(8):
-        assert call(hook, "get_run", IDS, "run-running").run_id == "run-running"
-    codes = [record.code for record in emulator.requests]
-    assert "CONN_THROTTLED" in codes
+def test_the_rate_limit_is_absorbed_by_retries(call, monkeypatch):
+    # The service's one-second window and the hook's backoffs run on one manual clock: the window moves
+    # only when the hook waits, so what is throttled does not depend on how fast the calls are.
+    clock = ManualClock(start=0)
+    with ClarifaiEmulator(clock=ManualClock(), rate_limit_clock=clock) as emulator:
+        emulator.backend.set_rate_limit(4)
+        monkeypatch.setenv(*emulator.airflow_connection_env())
+        retry_clock = ManualRetryClock(clock)
+        policy = dict(FAST_RETRIES.to_dict(), throttle_backoff=0.3)
+        hook = ClarifaiHook(retry_policy=policy, clock=retry_clock.clock)
+        for _ in range(8):
+            assert call(hook, "get_run", IDS, "run-running").run_id == "run-running"
+        codes = [record.code for record in emulator.requests]
+    # Four calls fill the window; the fifth is throttled until the hook has waited the window out, at
+    # least throttle_backoff at a time; then the window has room for the rest.
+    assert codes[:4] == ["SUCCESS"] * 4
+    assert codes[4] == "CONN_THROTTLED"
     assert codes.count("SUCCESS") == 8
+    waited = retry_clock.waited
+    assert len(waited) == codes.count("CONN_THROTTLED")
+    assert all(seconds >= 0.3 for seconds in waited)
+    assert sum(waited[:-1]) < 1.0 <= sum(waited)
 
 
 def test_an_unreachable_server_fails_after_bounded_retries(monkeypatch, call, unused_tcp_port):
@@ -452,6 +512,10 @@ def test_asyncio_hooks_share_one_channel_per_loop(emulator):
 
 def test_asyncio_calls_in_flight_are_bounded(emulator, monkeypatch):
     monkeypatch.setattr(_transport, "ASYNC_MAX_IN_FLIGHT", 3)
+    # The first three reads wait at the service until all three are there, so three are in flight at
+    # once whatever the machine's speed (60 s is a guard: they arrive within milliseconds). The latency
+    # keeps the others overlapping too, so a client letting a fourth through would be seen.
+    hold = emulator.holds.add("GetPipelineVersionRun", parties=3, timeout_seconds=60)
     emulator.faults.add(kind="latency", method="GetPipelineVersionRun", latency_seconds=0.05)
     in_flight = peak = 0
     original = _transport.PipelineRunStub.method
@@ -477,6 +541,7 @@ def test_asyncio_calls_in_flight_are_bounded(emulator, monkeypatch):
         return await asyncio.gather(*(hook.aget_run(IDS, "run-running") for _ in range(20)))
 
     assert len(run_async(main)) == 20
+    assert hold.met is True
     assert peak == 3
 
 

@@ -14,12 +14,12 @@ import pytest
 from airflow_provider_clarifai.exceptions import ClarifaiRunFailedError
 from airflow_provider_clarifai.hooks._transport import close_async_endpoints
 from airflow_provider_clarifai.operators.clarifai import (
-    DEFERRAL_GRACE_SECONDS,
     RUN_ID_XCOM_KEY,
     ClarifaiRunPipelineOperator,
     derived_run_id,
 )
 from airflow_provider_clarifai.triggers.clarifai import ClarifaiPipelineRunTrigger
+from airflow_provider_clarifai.waiting import DEFERRAL_GRACE_SECONDS
 from tests.airflow_dags import AIRFLOW_3, write_dag
 from tests.compat import RUN_TIMES_REPORTED
 from tests.sensors import (
@@ -35,6 +35,10 @@ from tests.sensors import (
 USER, APP, PIPELINE = "demo-user", "pipelines-app", "nightly-training"
 IDS = {"user_id": USER, "app_id": APP, "pipeline_id": PIPELINE, "pipeline_version_id": "v1"}
 INPUT_ARGS = {"learning_rate": "0.01", "epochs": "2"}
+
+#: How long a test waits for the operator or its trigger to have read a run a few times: a guard against
+#: a hang, not a limit (the reads come every 20 ms), so a slow or busy machine never reaches it.
+GUARD_SECONDS = 60
 
 #: Three versions whose posted runs complete, fail, or run until someone stops them. With time_scale,
 #: the emulated clock runs 20 times faster than real time: a 5-second run takes a quarter of a second.
@@ -315,8 +319,9 @@ def test_on_kill_cancels_the_run_being_polled(cancel_on_kill, emulator):
             task_id="train",
             poll_interval=0.02,
             cancel_on_kill=cancel_on_kill,
-            # Only a bound should on_kill ever stop cancelling: the run here never ends by itself.
-            timeout=20,
+            # Only a bound should on_kill ever stop cancelling: the run here never ends by itself. A guard,
+            # above the test's own waits: the kill comes after two reads.
+            timeout=2 * GUARD_SECONDS,
             cancel_on_timeout=False,
             **IDS,
         )
@@ -327,7 +332,7 @@ def test_on_kill_cancels_the_run_being_polled(cancel_on_kill, emulator):
         # The first read looks for an earlier try's run; the second is the wait loop's: the operator
         # now waits on the run it started. Airflow calls on_kill from another thread of the task's
         # process, as here.
-        seen["waiting"] = emulator.requests.wait_for(lambda records: gets(records) >= 2, 10)
+        seen["waiting"] = emulator.requests.wait_for(lambda records: gets(records) >= 2, GUARD_SECONDS)
         operator.on_kill()
         seen["state"] = emulator.backend.run_status(USER, APP, PIPELINE, "v1", derived(1))
         if not cancel_on_kill:
@@ -342,7 +347,7 @@ def test_on_kill_cancels_the_run_being_polled(cancel_on_kill, emulator):
         else:
             assert operator.execute(context)["status"] == "JOB_COMPLETED"
     finally:
-        killer.join(10)
+        killer.join(GUARD_SECONDS)
     assert seen["waiting"]
     assert context["ti"].pushed[RUN_ID_XCOM_KEY] == derived(1)
     assert seen["state"] == ("JOB_CANCELLED" if cancel_on_kill else "JOB_QUEUED")
@@ -394,7 +399,9 @@ async def test_the_deferred_runs_trigger_cancels_on_kill_but_not_on_cleanup(canc
     state = lambda: emulator.backend.run_status(USER, APP, PIPELINE, "v1", derived(1))  # noqa: E731
     try:
         waiting = asyncio.ensure_future(anext(trigger.run()))
-        assert await asyncio.to_thread(emulator.requests.wait_for, lambda records: gets(records) >= 3, 10)
+        assert await asyncio.to_thread(
+            emulator.requests.wait_for, lambda records: gets(records) >= 3, GUARD_SECONDS
+        )
         # Removal, a triggerer restart or redistribution: the wait is cancelled, then cleaned up.
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):

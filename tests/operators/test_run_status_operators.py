@@ -9,6 +9,9 @@ changes them.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +264,13 @@ class ScriptedHook:
     def __init__(self, script: dict[str, list[str]]) -> None:
         self.script = script
         self.reads: list[str] = []
+        #: The time left given to each read (ClarifaiHook.time_limit).
+        self.limits: list[float | None] = []
+
+    @contextmanager
+    def time_limit(self, seconds: float | None) -> Iterator[None]:
+        self.limits.append(seconds)
+        yield
 
     def get_run(self, ids: Any, run_id: str) -> PipelineRun:
         self.reads.append(run_id)
@@ -270,18 +280,33 @@ class ScriptedHook:
         return PipelineRun(run_id=run_id, status_code=code, status_name=name)
 
 
+class FakeTime:
+    """The operators module's ``time``: a monotonic clock that moves only when the code under test sleeps.
+
+    Replaces the module's name, not ``time.monotonic`` itself, so nothing else in the process (the
+    retry policy, gRPC's threads) has its clock changed.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 @pytest.fixture
 def fake_time(monkeypatch):
-    now = [1000.0]
-    sleeps: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        now[0] += seconds
-
-    monkeypatch.setattr(operators.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(operators.time, "sleep", sleep)
-    return sleeps
+    fake = FakeTime()
+    monkeypatch.setattr(operators, "time", fake)
+    return fake.sleeps
 
 
 def changed(run_id: str, before: str) -> _RunRecord:
@@ -314,6 +339,9 @@ def test_waiting_times_out_and_marks_the_unsettled_runs(fake_time):
     records = [changed("a", "JOB_RUNNING"), changed("b", "JOB_QUEUED")]
     op._wait_until_settled(hook, None, records)
     assert fake_time == [2, 2, 1]  # The last sleep is cut to the deadline.
+    # Each read is cut to the time left (a and b first, then a alone); the last one, with none left,
+    # still gets the retry policy's floor for one short attempt.
+    assert hook.limits == [5, 5, 3, 1, 0]
     assert (records[0].outcome, records[0].state_after) == (RunChangeOutcome.TIMED_OUT, "JOB_RUNNING")
     assert records[0].message == "paused, but still JOB_RUNNING after waiting 5 s for it to settle"
     assert records[1].outcome is RunChangeOutcome.CHANGED

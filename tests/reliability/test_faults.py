@@ -9,13 +9,18 @@ Two views of the same promise, "a transient fault never fails a task and never s
   runs task instances one after another, so this view uses 20 shorter runs; the concurrency is the
   first view's.
 
-The injected fraction is read back from the emulator's request log and checked, so the test cannot pass
-by injecting less than it claims. The restart is set off by the request count, not by a timer.
+The injected fraction is read back from the emulator's request log and checked against the rate claimed,
+within chance for the number of calls made, so the test cannot pass by injecting far fewer faults than it
+claims. Nothing depends on how fast the machine is: the restart is set off by the request count, not by a
+timer, and the emulated clock stands still until the restart, then moves with the run reads the emulator
+answers, so every run is still going when the emulator restarts and a run lives a number of reads, never
+a length of real time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -39,8 +44,8 @@ RUNS = 100
 #: One run in FAILS_EVERY is started on the version whose runs fail: the right outcome is then a failure.
 FAILS_EVERY = 5
 
-#: Runs on v-ok complete and runs on v-fails fail, after a few emulated seconds; the clock runs 20 times
-#: faster than real time, so a run lives about three seconds.
+#: Runs on v-ok complete and runs on v-fails fail, after about a minute of emulated time, on the emulator's
+#: manual clock (moved by run reads once the emulator has restarted, see ``restart_midway``).
 SCENARIO = """
 rate_limit_per_second: 0
 tokens:
@@ -67,14 +72,32 @@ SHORT_SCENARIO = (
 TASKS = 20
 
 #: A request deadline well above the short latency spikes and below the long ones, which therefore
-#: turn into DEADLINE_EXCEEDED on the client: a transport error too.
-REQUEST_TIMEOUT = 1.0
+#: turn into DEADLINE_EXCEEDED on the client: a transport error too. It is ten times the short spikes,
+#: and a thousand times what an answer takes, so that only the injected long spikes reach it, however
+#: slow or busy the machine: a deadline reached by slowness would be a fault the test did not inject.
+REQUEST_TIMEOUT = 3.0
 
 #: Backoffs scaled down for a test; more attempts than the default six because here every call has a
 #: 20% chance of failing outright (0.2**8 is about 3 in a million per call, over a few thousand calls).
 RETRIES = RetryPolicy(
     max_attempts=8, initial_backoff=0.05, max_backoff=0.4, throttle_backoff=0.2, max_elapsed=60.0
 )
+
+
+#: The random faults, tried in this order on every call, at most one per call: (kind, probability, extra).
+RANDOM_FAULTS: list[tuple[str, float, dict[str, float]]] = [
+    ("unavailable", 0.08, {}),
+    ("unavailable_after", 0.03, {}),
+    ("deadline", 0.02, {}),
+    ("throttle", 0.07, {}),
+    ("internal", 0.03, {}),
+    ("latency", 0.08, {"latency_seconds": 0.3}),
+    ("latency", 0.04, {"latency_seconds": REQUEST_TIMEOUT * 1.5}),
+]
+#: The chance that a call is hit by one of them: 1 - product(1 - p), 30.3%.
+RANDOM_FAULT_RATE = 1 - math.prod(1 - probability for _, probability, _ in RANDOM_FAULTS)
+#: The first starts are applied and then lose their reply, whatever the random rules do.
+FORCED_LOST_STARTS = 5
 
 
 def inject_faults(emulator: Any) -> None:
@@ -86,22 +109,28 @@ def inject_faults(emulator: Any) -> None:
     """
     faults = emulator.faults
     faults.seed(20261121)
-    faults.add(kind="unavailable_after", method="PostPipelineVersionRuns", count=5)
-    faults.add(kind="unavailable", probability=0.08)
-    faults.add(kind="unavailable_after", probability=0.03)
-    faults.add(kind="deadline", probability=0.02)
-    faults.add(kind="throttle", probability=0.07)
-    faults.add(kind="internal", probability=0.03)
-    faults.add(kind="latency", probability=0.08, latency_seconds=0.3)
-    faults.add(kind="latency", probability=0.04, latency_seconds=REQUEST_TIMEOUT * 1.5)
+    faults.add(kind="unavailable_after", method="PostPipelineVersionRuns", count=FORCED_LOST_STARTS)
+    for kind, probability, extra in RANDOM_FAULTS:
+        faults.add(kind=kind, probability=probability, **extra)
 
 
 def assert_about_thirty_percent_faulted(emulator: Any) -> None:
-    """The rules above hit 30.3% of calls in expectation; allow for chance (about three standard
-    deviations at the few hundred calls of the smaller test)."""
+    """The random rules hit 30.3% of the calls other than the five forced lost starts, in expectation.
+
+    How many calls there are depends on how fast the machine is (runs end on a real clock, reads come on
+    a timer), and with it how far chance can take the fraction. So the bound is 4.5 standard deviations
+    of the binomial for the calls actually made: chance alone crosses it about once in 150,000 runs, and
+    a test injecting under half the faults it claims still fails (at the 180 calls of the smaller test,
+    chance allows 27 faults either side of the expected 53; at the 350 of the larger, 39 of 105).
+    """
     records = emulator.requests.snapshot()
-    fraction = sum(record.fault is not None for record in records) / len(records)
-    assert 0.22 <= fraction <= 0.40, f"{fraction:.1%} of {len(records)} calls were faulted"
+    calls = len(records) - FORCED_LOST_STARTS
+    random_faults = sum(record.fault is not None for record in records) - FORCED_LOST_STARTS
+    expected = RANDOM_FAULT_RATE * calls
+    allowed = 4.5 * math.sqrt(RANDOM_FAULT_RATE * (1 - RANDOM_FAULT_RATE) * calls)
+    assert abs(random_faults - expected) <= allowed, (
+        f"{random_faults} of {calls} calls hit by a random fault; expected {expected:.0f} ± {allowed:.0f}"
+    )
 
 
 def version_for(index: int) -> str:
@@ -120,15 +149,30 @@ def emulator(clarifai_emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture
-def restart_midway(emulator: Any) -> Iterator[Any]:
+def restart_midway(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Restart the emulator once, when a given number of run reads has been served.
 
-    Yields a function ``arm(after_reads)``; the test then checks ``emulator.restarts == 1``.
+    Until then its (manual) clock stands still, so no run can end before the restart, however fast or
+    slow the machine, and the reads go on until the count is reached. After the restart every run read
+    the emulator answers moves the clock on by ``step`` emulated seconds: a run lives a number of reads.
+
+    Yields a function ``arm(after_reads, step)``; the test then checks ``emulator.restarts == 1``.
     """
     stop = threading.Event()
     threads: list[threading.Thread] = []
+    steps: list[float] = []
+    read = emulator.backend.get_run
 
-    def arm(after_reads: int) -> None:
+    def read_and_move_the_clock(caller: str, ref: Any, run_id: str) -> Any:
+        if emulator.restarts and steps:
+            emulator.clock.advance(steps[0])
+        return read(caller, ref, run_id)
+
+    monkeypatch.setattr(emulator.backend, "get_run", read_and_move_the_clock)
+
+    def arm(after_reads: int, step: float) -> None:
+        steps.append(step)
+
         def restart_when_reached() -> None:
             reached = False
             while not reached and not stop.is_set():
@@ -146,7 +190,9 @@ def restart_midway(emulator: Any) -> Iterator[Any]:
     yield arm
     stop.set()
     for thread in threads:
-        thread.join(timeout=10)
+        # A guard, not a limit: a restart takes the downtime and a fraction of a second.
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the restart did not finish"
 
 
 def assert_each_run_started_once(emulator: Any, expected: dict[str, str]) -> None:
@@ -156,12 +202,11 @@ def assert_each_run_started_once(emulator: Any, expected: dict[str, str]) -> Non
         assert ids == sorted(run_id for run_id, where in expected.items() if where == version)
 
 
-@pytest.mark.clarifai_scenario(SCENARIO, time_scale=20)
+@pytest.mark.clarifai_scenario(SCENARIO)
 def test_hundred_runs_started_and_watched_at_once_through_faults_and_a_restart(
     emulator: Any, restart_midway: Any
 ) -> None:
     inject_faults(emulator)
-    restart_midway(after_reads=RUNS * 2)
     runs = {f"fault-run-{index:03d}": version_for(index) for index in range(RUNS)}
 
     async def start(hook: ClarifaiHook, run_id: str, version: str) -> str:
@@ -187,6 +232,10 @@ def test_hundred_runs_started_and_watched_at_once_through_faults_and_a_restart(
             started = await asyncio.gather(
                 *(start(hook, run_id, version) for run_id, version in runs.items()), return_exceptions=True
             )
+            # The restart comes while the triggers watch: two reads per run after the starts' own. A run
+            # needs about 1,200 more reads after it to end (60 emulated seconds, 0.05 s a read).
+            reads = emulator.requests.count("GetPipelineVersionRun")
+            restart_midway(after_reads=reads + RUNS * 2, step=0.05)
             watched = await asyncio.gather(
                 *(watch(run_id, version) for run_id, version in runs.items()), return_exceptions=True
             )
@@ -244,12 +293,15 @@ with DAG(
 
 
 @pytest.mark.e2e
-@pytest.mark.clarifai_scenario(SHORT_SCENARIO, time_scale=20)
+@pytest.mark.clarifai_scenario(SHORT_SCENARIO)
 def test_mapped_run_tasks_in_airflow_survive_faults_and_a_restart(
     emulator: Any, restart_midway: Any, dag_folder: Any
 ) -> None:
     inject_faults(emulator)
-    restart_midway(after_reads=TASKS * 2)
+    # The first task's run cannot end before the restart, so its trigger reads it until the restart, which
+    # therefore hits the trigger's reads, never a task's own calls. Then a run ends after 20 reads (10
+    # emulated seconds, 0.5 s a read).
+    restart_midway(after_reads=TASKS * 2, step=0.5)
     versions = [version_for(index) for index in range(TASKS)]
     path = write_dag(
         dag_folder,

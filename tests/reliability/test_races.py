@@ -39,17 +39,21 @@ from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
 from tests.reliability._concurrent_dags import DagProcess, session_metadata_db, start_dag_process
 from tests.sensors import RECORD_FAILURES
 
-pytestmark = pytest.mark.e2e
+#: Every wait below is a guard against a hang, never a limit a slow or busy machine could reach: which
+#: task wins is decided by the service (the hold), and nothing is measured.
+#: The longest a task's Patch waits at the hold for the other task's (the processes start together, but
+#: one may start up slower: seconds, on a busy machine). Each task's request deadline, and its retry
+#: budget, are longer, so the wait never turns into a client timeout and a retry.
+HOLD_TIMEOUT = 240
+REQUEST_TIMEOUT = 300
+RETRY_POLICY = {"max_elapsed": 360.0}
+#: The longest the two processes may take in all (10-20 s is usual, a minute on a busy machine).
+PROCESS_TIMEOUT = 600
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(PROCESS_TIMEOUT + 300)]
 
 VERSION = ("demo-user", "pipelines-app", "nightly-training", "v1")
 PATCH = "PatchPipelineVersionRuns"
-#: The longest a task's Patch waits at the hold for the other task's (the processes start together, but
-#: one may start up slower). Each task's request deadline is longer, so the wait never turns into a client
-#: timeout and a retry.
-HOLD_TIMEOUT = 60
-REQUEST_TIMEOUT = 90
-#: The longest the two processes may take in all (10-20 s is usual), within pytest's 300 s timeout.
-PROCESS_TIMEOUT = 180
 
 TARGETS = {"pause": "JOB_PAUSED", "resume": "JOB_RUNNING", "cancel": "JOB_CANCELLED"}
 OPERATORS = {
@@ -83,6 +87,7 @@ TASK_TEMPLATE = """
         pipeline_id={pipeline!r},
         pipeline_version_id={version!r},
         request_timeout={request_timeout!r},
+        api_retry_policy={retry_policy!r},
         trigger_rule="all_done",
         {selection}
     )
@@ -112,6 +117,7 @@ class Side:
             pipeline=pipeline,
             version=version,
             request_timeout=REQUEST_TIMEOUT,
+            retry_policy=RETRY_POLICY,
             selection=selection,
         )
 

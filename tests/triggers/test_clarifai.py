@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import Any
 
 import pytest
 
+from airflow_provider_clarifai.emulator.clock import ManualClock
+from airflow_provider_clarifai.hooks import _transport
 from airflow_provider_clarifai.hooks._transport import close_async_endpoints
 from airflow_provider_clarifai.triggers.clarifai import ClarifaiPipelineRunTrigger
 from airflow_provider_clarifai.waiting import RunWaitEvent
@@ -15,6 +18,9 @@ from tests.compat import RUN_TIMES_REPORTED
 
 USER, APP, PIPELINE, VERSION = "demo-user", "pipelines-app", "nightly-training", "v1"
 FAST = {"initial_backoff": 0.01, "max_backoff": 0.05, "throttle_backoff": 0.05, "max_elapsed": 10.0}
+#: How long a test waits for the trigger to have read a run a few times: a guard against a hang, not a
+#: limit (the reads come every 10 ms), so a slow or busy machine never reaches it.
+GUARD_SECONDS = 60
 
 
 def make_trigger(**overrides) -> ClarifaiPipelineRunTrigger:
@@ -40,13 +46,43 @@ async def drain(trigger: ClarifaiPipelineRunTrigger) -> list[RunWaitEvent]:
         await close_async_endpoints()
 
 
+def reads(records: Any) -> int:
+    return sum(record.method == "GetPipelineVersionRun" for record in records)
+
+
 async def advance_after_polls(emulator, polls: int, seconds: float) -> None:
     """Advance the emulated clock once the trigger has read the run ``polls`` times."""
     seen = await asyncio.to_thread(
-        emulator.requests.wait_for, lambda r: sum(x.method == "GetPipelineVersionRun" for x in r) >= polls, 10
+        emulator.requests.wait_for, lambda records: reads(records) >= polls, GUARD_SECONDS
     )
     assert seen
     emulator.clock.advance(seconds)
+
+
+class TriggerTime:
+    """What the trigger module sees as ``time``: the real module, except that ``time()`` (the wall clock
+    its deadline is measured on) reads a manual clock. Its sleeps stay real, and short."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self._clock = clock
+
+    def time(self) -> float:
+        return self._clock.now()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+@pytest.fixture
+def wall_clock(emulator, monkeypatch) -> ManualClock:
+    """The trigger's wall clock is the emulator's manual clock: a deadline passes when the test says so.
+
+    The trigger offers no clock of its own to inject, so the ``time`` its module imported is replaced.
+    """
+    from airflow_provider_clarifai.triggers import clarifai as trigger_module
+
+    monkeypatch.setattr(trigger_module, "time", TriggerTime(emulator.clock))
+    return emulator.clock
 
 
 def logged(caplog, capsys) -> str:
@@ -223,29 +259,46 @@ async def test_custom_failure_states(emulator):
 
 
 @pytest.mark.integration
-async def test_timeout_keeps_the_run_by_default(emulator):
-    (event,) = await drain(make_trigger(run_id="run-forever", deadline=time.time() + 0.2, poll_interval=0.05))
+async def test_timeout_keeps_the_run_by_default(emulator, wall_clock):
+    # The deadline is a minute away on the trigger's clock, which moves only after three reads.
+    trigger = make_trigger(run_id="run-forever", deadline=wall_clock.now() + 60)
+    events, _ = await asyncio.gather(drain(trigger), advance_after_polls(emulator, 3, 61))
+    (event,) = events
     assert event.status.value == "timeout"
     assert not event.cancelled
     assert state(emulator, "run-forever") == "JOB_RUNNING"
+    # It waited, reading the run, until the deadline had passed; nothing but reads.
+    assert reads(emulator.requests) >= 3
+    assert {record.method for record in emulator.requests} == {"GetPipelineVersionRun"}
 
 
 @pytest.mark.integration
-async def test_timeout_cancels_when_asked(emulator):
-    trigger = make_trigger(
-        run_id="run-forever", deadline=time.time() + 0.2, poll_interval=0.05, cancel_on_timeout=True
-    )
-    (event,) = await drain(trigger)
+async def test_timeout_cancels_when_asked(emulator, wall_clock):
+    trigger = make_trigger(run_id="run-forever", deadline=wall_clock.now() + 60, cancel_on_timeout=True)
+    events, _ = await asyncio.gather(drain(trigger), advance_after_polls(emulator, 3, 61))
+    (event,) = events
     assert (event.status.value, event.cancelled) == ("timeout", True)
     assert "It was cancelled" in event.message
     assert state(emulator, "run-forever") == "JOB_CANCELLED"
+    assert reads(emulator.requests) >= 3
+    assert emulator.requests.count("PatchPipelineVersionRuns") == 1
 
 
 @pytest.mark.integration
-async def test_a_deadline_in_the_past_times_out_after_one_look(emulator):
+async def test_a_deadline_in_the_past_times_out_after_one_look(emulator, monkeypatch):
+    # Counted where the hook sends them: one attempt, whether or not the service saw it in time.
+    attempts = []
+    original = _transport.PipelineRunStub.method
+
+    def counting(self, name):
+        attempts.append(name)
+        return original(self, name)
+
+    monkeypatch.setattr(_transport.PipelineRunStub, "method", counting)
     (event,) = await drain(make_trigger(run_id="run-forever", deadline=time.time() - 1))
     assert event.status.value == "timeout"
-    assert emulator.requests.count("GetPipelineVersionRun") == 1
+    assert attempts == ["GetPipelineVersionRun"]
+    assert emulator.requests.count("GetPipelineVersionRun") <= 1
 
 
 # Errors ----------------------------------------------------------------------------------------------
@@ -260,16 +313,21 @@ async def test_transient_faults_do_not_fail_the_wait(emulator):
 
 
 @pytest.mark.integration
-async def test_an_outage_longer_than_the_retry_budget_keeps_waiting_until_the_deadline(emulator):
+async def test_an_outage_longer_than_the_retry_budget_keeps_waiting_until_the_deadline(emulator, wall_clock):
     emulator.faults.add(kind="unavailable", method="GetPipelineVersionRun")
     trigger = make_trigger(
         run_id="run-completed",
-        deadline=time.time() + 0.5,
+        deadline=wall_clock.now() + 60,
         retry_policy={"max_attempts": 2, "initial_backoff": 0.01},
     )
-    (event,) = await drain(trigger)
+    # Two reads of two attempts each, every one refused: the trigger's retries are spent twice over,
+    # and it still waits; only the deadline, passed after that, ends the wait.
+    events, _ = await asyncio.gather(drain(trigger), advance_after_polls(emulator, 4, 61))
+    (event,) = events
     assert event.status.value == "timeout"
-    assert emulator.requests.count("GetPipelineVersionRun") >= 4
+    assert event.run is None
+    assert reads(emulator.requests) >= 4
+    assert {record.grpc_code for record in emulator.requests} == {"UNAVAILABLE"}
 
 
 @pytest.mark.integration
@@ -295,7 +353,7 @@ async def test_a_wrong_token_is_an_error_event_without_the_token(emulator, monke
 @pytest.mark.integration
 async def test_cancellation_is_re_raised_and_leaves_the_run_alone(emulator):
     task = asyncio.create_task(drain(make_trigger(run_id="run-forever", poll_interval=0.05)))
-    assert await asyncio.to_thread(emulator.requests.wait_for, lambda r: len(r) >= 2, 10)
+    assert await asyncio.to_thread(emulator.requests.wait_for, lambda r: len(r) >= 2, GUARD_SECONDS)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -327,11 +385,13 @@ async def test_streams_new_log_lines_once(emulator, caplog, capsys):
 
 # Start-up of many triggers at once ------------------------------------------------------------------
 
+# The import blocks until the test releases it; the bound is a guard that frees the thread if the test
+# fails before that, far above the milliseconds the test takes.
 SLOW_MODULE = """
 import threading
 
 release = threading.Event()
-release.wait(30)
+release.wait(300)
 """
 
 
@@ -353,7 +413,8 @@ async def test_triggers_starting_together_wait_for_one_finished_import(monkeypat
     first = [asyncio.create_task(module._preload_heavy_modules()) for _ in range(20)]
 
     def import_started() -> bool:
-        deadline = time.monotonic() + 10
+        # A guard, not a limit: the import thread starts within milliseconds.
+        deadline = time.monotonic() + GUARD_SECONDS
         while time.monotonic() < deadline:
             if hasattr(sys.modules.get("clarifai_slow_heavy_module"), "release"):
                 return True
