@@ -5,7 +5,9 @@
 env_pins() {
   case "$1" in
     newest) echo "apache-airflow>=3.3,<4" ;;
-    oldest) echo "apache-airflow==2.11.* apache-airflow-providers-common-compat==1.22.0 clarifai-grpc==11.11.3" ;;
+    # A recent cryptography (51) makes MultiFernet a native class that Airflow 2.11 cannot tag (is_encrypted),
+    # so every task process sees encrypted connections as missing; 45.x, of 2.11's time, works.
+    oldest) echo "apache-airflow==2.11.* apache-airflow-providers-common-compat==1.22.0 clarifai-grpc==11.11.3 cryptography<46" ;;
     *) echo "unknown environment '$1' (use newest or oldest)" >&2; return 2 ;;
   esac
 }

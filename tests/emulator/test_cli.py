@@ -19,7 +19,7 @@ from airflow_provider_clarifai.emulator.__main__ import main
 from airflow_provider_clarifai.emulator.clock import ManualClock
 from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
 
-STARTUP_TIMEOUT = 20.0
+STARTUP_TIMEOUT = 120.0
 SCENARIO = """
 rate_limit_per_second: 1000
 tokens:
@@ -79,7 +79,7 @@ def emulator_process(tmp_path: Path, scenario_file: Path) -> Iterator[tuple[subp
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate(timeout=10)
+            process.communicate(timeout=120)
 
 
 @pytest.mark.integration
@@ -101,7 +101,7 @@ def test_serves_until_signalled(
         user = stub.GetUser(
             service_pb2.GetUserRequest(user_app_id=resources_pb2.UserAppIDSet(user_id="me")),
             metadata=metadata,
-            timeout=5,
+            timeout=60,
         )
         assert user.user.id == "cli-user"
         ids = {
@@ -114,11 +114,11 @@ def test_serves_until_signalled(
                 pipeline_version_runs=[resources_pb2.PipelineVersionRun(id="r1")], **ids
             ),
             metadata=metadata,
-            timeout=5,
+            timeout=60,
         )
         assert posted.status.code == status_code_pb2.SUCCESS
         # 60 emulated seconds at --time-scale 200 take 0.3 real seconds.
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 120
         state = None
         reads = 0
         while time.monotonic() < deadline:
@@ -126,7 +126,7 @@ def test_serves_until_signalled(
             response = stub.GetPipelineVersionRun(
                 service_pb2.GetPipelineVersionRunRequest(pipeline_version_run_id="r1", **ids),
                 metadata=metadata,
-                timeout=5,
+                timeout=60,
             )
             state = response.pipeline_version_run.orchestration_status.status.code
             if state == status_code_pb2.JOB_FAILED:
@@ -136,14 +136,14 @@ def test_serves_until_signalled(
         missing = stub.GetPipelineVersionRun(
             service_pb2.GetPipelineVersionRunRequest(pipeline_version_run_id="nope", **ids),
             metadata=metadata,
-            timeout=5,
+            timeout=60,
         )
         assert missing.status.code != status_code_pb2.SUCCESS
         missing_code = status_code_pb2.StatusCode.Name(missing.status.code)
     assert not stats_file.exists(), "the stats are written when the emulator stops, not before"
 
     process.send_signal(stop_signal)
-    stdout, stderr = process.communicate(timeout=10)
+    stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     assert stdout.splitlines() == [f"Clarifai emulator listening on {address}"]
     assert "stopped" in stderr
@@ -256,14 +256,14 @@ def test_serves_tls(tmp_path: Path, scenario_file: Path) -> None:
             user = get_user(
                 service_pb2.GetUserRequest(user_app_id=resources_pb2.UserAppIDSet(user_id="me")),
                 metadata=(("authorization", "Key cli-token"),),
-                timeout=5,
+                timeout=60,
             )
         assert user.user.id == "cli-user"
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=10)
+        stdout, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
-            process.communicate(timeout=10)
+            process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     assert stdout.splitlines() == [f"Clarifai emulator listening on {address} (TLS)"]

@@ -68,7 +68,7 @@ def test_default_fixture_and_cleanup(pytester: pytest.Pytester, plugin_args: lis
 
         SEEN = {}
 
-        def get_user(port, timeout=5):
+        def get_user(port, timeout=60):
             channel = ClarifaiChannel.get_insecure_grpc_channel(base="127.0.0.1", port=port)
             with channel:
                 return service_pb2_grpc.V2Stub(channel).GetUser(
@@ -86,7 +86,7 @@ def test_default_fixture_and_cleanup(pytester: pytest.Pytester, plugin_args: lis
         def test_emulator_was_stopped_after_the_test():
             channel = grpc.insecure_channel(f"127.0.0.1:{SEEN['port']}")
             with channel, pytest.raises(grpc.RpcError) as raised:
-                service_pb2_grpc.V2Stub(channel).GetUser(service_pb2.GetUserRequest(), timeout=2)
+                service_pb2_grpc.V2Stub(channel).GetUser(service_pb2.GetUserRequest(), timeout=30)
             assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
         """
     )

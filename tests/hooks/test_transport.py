@@ -97,7 +97,7 @@ def test_defaults_point_at_the_public_api():
         ("pat", {"requests_per_second": "fast"}, "got 'fast'"),
         ("pat", {"requests_per_second": float("nan")}, "got nan"),
         ("pat", {"requests_per_second": False}, "got False"),
-        ("pat", [1, 2], "extra must be a JSON object of settings, got a list of 2 item(s)"),
+        ("pat", [1, 2], "extra must be a JSON object of settings, got [1, 2]"),
     ],
 )
 def test_bad_connections_fail_with_the_field_to_fix(password, extra, phrase):

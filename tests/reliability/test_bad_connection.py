@@ -201,7 +201,7 @@ ROWS: tuple[Row, ...] = (
         "connection-extra-not-an-object",
         lambda env: env.get_run(env.connection(extra=["timeout", 5])),
         ClarifaiConfigurationError,
-        wrong="extra must be a JSON object of settings, got a list of 2 item(s)",
+        wrong="extra must be a JSON object of settings, got ['timeout', 5]",
         fix='Write it as, for example, {"timeout": 20}',
     ),
     Row(

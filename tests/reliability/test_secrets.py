@@ -493,13 +493,15 @@ def failing_paths(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tu
     monkeypatch.setenv("AIRFLOW_CONN_CLARIFAI_DOWN", connection_env(emulator, CANARY, down))
 
     # The wrong token ends the wait at once; an unreachable host is logged and retried until the deadline.
-    for conn_id, outcome in (("clarifai_wrong", "error"), ("clarifai_down", "timeout")):
+    # The wrong token's deadline is far off: its error ends the wait at its first read, however slow the
+    # machine; a deadline that passed before that read would turn the error into a timeout.
+    for conn_id, outcome, window in (("clarifai_wrong", "error", 60), ("clarifai_down", "timeout", 1)):
         trigger = ClarifaiPipelineRunTrigger(
             clarifai_conn_id=conn_id,
             **IDS.as_dict(),
             run_id="run-running",
             poll_interval=0.2,
-            deadline=time.time() + 1,
+            deadline=time.time() + window,
             retry_policy=fast.to_dict(),
             request_timeout=1,
         )

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.integration
 
 USER, APP, PIPELINE, VERSION = "demo-user", "pipelines-app", "nightly-training", "v1"
 IDS = {"user_id": USER, "app_id": APP, "pipeline_id": PIPELINE, "pipeline_version_id": VERSION}
-#: The wait's length in these tests, in real seconds.
-WINDOW = 1.0
+#: The wait's length in these tests, in real seconds: long enough that the first read reaches the
+#: server on a busy machine; the assertions are about the deadlines requests carried, never durations.
+WINDOW = 2.0
 
 
 @pytest.fixture

@@ -26,8 +26,9 @@ from tests.triggers.test_clarifai import drain, make_trigger, state
 
 pytestmark = pytest.mark.integration
 
-#: The wait's length in these tests, in real seconds.
-WINDOW = 1.0
+#: The wait's length in these tests, in real seconds: long enough that the first read reaches the
+#: server on a busy machine; the assertions are about the deadlines requests carried, never durations.
+WINDOW = 2.0
 
 
 @pytest.fixture
@@ -119,7 +120,7 @@ def loop_file_watch() -> Iterator[LoopFileWatch]:
 def test_a_trigger_opens_no_file_on_the_event_loop(emulator, loop_file_watch):
     """Reading a file on the loop blocks every trigger on it (a hung network mount blocks forever)."""
     trigger = make_trigger(
-        run_id="run-running", poll_interval=0.05, deadline=time.time() + 0.5, stream_logs=True
+        run_id="run-running", poll_interval=0.05, deadline=time.time() + 5, stream_logs=True
     )
 
     async def main() -> Any:
