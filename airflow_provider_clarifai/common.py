@@ -131,30 +131,18 @@ class ClarifaiTaskMixin:
             hook.close()
 
     def cancel_run(self, ids: PipelineVersionIds, run_id: str, why: str) -> bool:
-        """Cancel one run on the task's behalf; a failure to cancel is logged, never raised.
+        """Cancel one run on the task's behalf (on kill); a failure to cancel is logged, never raised.
 
-        The cancel gets :data:`~airflow_provider_clarifai.waiting.WRAP_UP_SECONDS` in all, retries
-        included: it runs after a timeout or on kill, when the task has no time of its own left.
+        The waiter's own cancel (:func:`~airflow_provider_clarifai.waiter.cancel_steps`), with blocking
+        calls: it gets :data:`~airflow_provider_clarifai.waiting.WRAP_UP_SECONDS` in all.
 
         :param ids: the pipeline version.
         :param run_id: the run.
         :param why: the reason, for the log.
         """
-        from airflow_provider_clarifai.exceptions import ClarifaiError
-        from airflow_provider_clarifai.status import RunAction
-        from airflow_provider_clarifai.waiting import WRAP_UP_SECONDS
+        from airflow_provider_clarifai.waiter import RunCalls, cancel_steps
 
-        log = self.log
-        try:
-            with self.hook.time_limit(WRAP_UP_SECONDS):
-                (change,) = self.hook.set_runs_status(ids, [run_id], RunAction.CANCEL)
-        except ClarifaiError as error:
-            log.error("Could not cancel run %s after %s: %s", run_id, why, error)
-            return False
-        log.info(
-            "Cancel of run %s after %s: applied=%s, now %s.", run_id, why, change.applied, change.status_after
-        )
-        return change.applied
+        return RunCalls(self.hook, ids, run_id).run(cancel_steps(run_id, why, self.log))
 
     def persist_run_link(self, context: Any, ids: PipelineVersionIds, run_id: str | None = None) -> str:
         """Store the UI link of the run (or of the version's runs, without ``run_id``) for the task.
@@ -166,56 +154,3 @@ class ClarifaiTaskMixin:
         url = self.hook.run_url(ids, run_id) if run_id is not None else self.hook.run_url(ids, "").rstrip("/")
         context["ti"].xcom_push(key=ClarifaiPipelineRunLink().xcom_key, value=url)
         return url
-
-
-class RunLogStreamer:
-    """Writes a run's new log lines into the task log and remembers the last ones for failure reports.
-
-    :param hook: the hook to read logs with.
-    :param ids: the pipeline version.
-    :param run_id: the run.
-    :param log: the task's logger.
-    """
-
-    def __init__(self, hook: ClarifaiHook, ids: PipelineVersionIds, run_id: str, log: Any) -> None:
-        from collections import deque
-
-        from airflow_provider_clarifai.runs import RunLogCursor
-        from airflow_provider_clarifai.waiting import LOG_TAIL_LINES
-
-        self.hook, self.ids, self.run_id, self.log = hook, ids, run_id, log
-        self.cursor = RunLogCursor()
-        self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-
-    def pump(self, *, echo: bool = True, time_left: float | None = None) -> None:
-        """Read the lines not read yet; a failure to read logs is logged, never fatal.
-
-        :param echo: write them to the task log (otherwise only keep the tail).
-        :param time_left: the most seconds the read may take, retries included (``None``: the retry
-            policy's own bound).
-        """
-        from airflow_provider_clarifai.exceptions import ClarifaiError
-
-        try:
-            with self.hook.time_limit(time_left):
-                batch = self.hook.get_run_logs(self.ids, self.run_id, cursor=self.cursor)
-        except ClarifaiError as error:
-            self.log.warning("Could not read the logs of run %s: %s", self.run_id, error)
-            return
-        self.cursor = batch.cursor
-        for line in batch.lines:
-            self.tail.append(line.text)
-            if echo:
-                self.log.info("[clarifai run %s] %s", self.run_id, line.text)
-
-
-def with_log_tail(message: str, tail: Any) -> str:
-    """``message`` followed by the run's last log lines, if any.
-
-    :param message: what happened.
-    :param tail: the last log lines.
-    """
-    lines = list(tail)
-    if not lines:
-        return message
-    return message + "\nLast log lines of the run:\n" + "\n".join(f"  {line}" for line in lines)

@@ -34,16 +34,18 @@ MIN_ATTEMPT_SECONDS = 0.05
 
 @dataclass(frozen=True)
 class RetryClock:
-    """How retries tell time and wait: the real clock by default; tests inject a fake one.
+    """How the hook and the waiter tell time and wait: the real clock by default; tests inject a fake one.
 
-    :param monotonic: a monotonic clock, in seconds.
+    :param monotonic: a monotonic clock, in seconds (retry budgets, call time limits).
     :param sleep: a blocking wait.
     :param asleep: an asyncio wait.
+    :param now: wall-clock UNIX seconds (a wait's absolute deadline, which outlives the process).
     """
 
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
     asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    now: Callable[[], float] = time.time
 
 
 #: The real clock.

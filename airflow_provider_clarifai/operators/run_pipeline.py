@@ -8,7 +8,6 @@ with it gRPC) is built on first use inside ``execute``.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
@@ -16,24 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow_provider_clarifai.common import (
-    ID_TEMPLATE_FIELDS,
-    ClarifaiTaskMixin,
-    RunLogStreamer,
-    check_state_list,
-    with_log_tail,
-)
+from airflow_provider_clarifai.common import ID_TEMPLATE_FIELDS, ClarifaiTaskMixin, check_state_list
 from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
 from airflow_provider_clarifai.links.clarifai import ClarifaiPipelineRunLink
 from airflow_provider_clarifai.status import PipelineRunStatus
 from airflow_provider_clarifai.validate import optional_seconds, seconds
-from airflow_provider_clarifai.waiting import deferral_timeout, time_left
+from airflow_provider_clarifai.waiting import deferral_timeout
 
 if TYPE_CHECKING:
+    from airflow_provider_clarifai.exceptions import ClarifaiError
     from airflow_provider_clarifai.ids import PipelineVersionIds
     from airflow_provider_clarifai.retry import RetryPolicy
     from airflow_provider_clarifai.runs import PipelineRun
-    from airflow_provider_clarifai.waiting import RunWaitSpec
+    from airflow_provider_clarifai.waiting import RunWaitEvent, RunWaitSpec
 
 
 #: Namespace of the run ids this operator derives from a task instance (uuid5), so a retried task can
@@ -252,55 +246,26 @@ class ClarifaiRunPipelineOperator(ClarifaiTaskMixin, BaseOperator):
         limits = [limit for limit in (self.timeout_seconds,) if limit is not None]
         if self.execution_timeout is not None:
             limits.append(self.execution_timeout.total_seconds())
-        return time.time() + min(limits) if limits else None
+        return self.hook.clock.now() + min(limits) if limits else None
 
     def _poll(
         self, ids: PipelineVersionIds, run: PipelineRun, spec: RunWaitSpec, deadline: float | None
     ) -> Any:
-        from airflow_provider_clarifai.exceptions import (
-            ClarifaiError,
-            ClarifaiRunFailedError,
-            ClarifaiRunTimeoutError,
-        )
-        from airflow_provider_clarifai.waiting import WRAP_UP_SECONDS, Verdict, failure_message
+        from airflow_provider_clarifai.waiter import LogMode, RunCalls, RunWaiter
 
-        hook = self.hook
-        streamer = RunLogStreamer(hook, ids, run.run_id, self.log)
-        last_state = None
-        current: PipelineRun | None = run
-        while True:
-            if current is not None:
-                if current.status_name != last_state:
-                    last_state = current.status_name
-                    self.log.info("Run %s is %s.", current.run_id, current.status_name)
-                if self.stream_logs:
-                    streamer.pump(time_left=time_left(deadline, time.time()))
-                verdict = spec.judge(current)
-                if verdict is not Verdict.WAITING:
-                    streamer.pump(echo=self.stream_logs, time_left=WRAP_UP_SECONDS)
-                    self._active_run = None
-                    if verdict is Verdict.SUCCESS:
-                        return current.to_dict()
-                    raise ClarifaiRunFailedError(with_log_tail(failure_message(current, spec), streamer.tail))
-            now = time.time()
-            if deadline is not None and now >= deadline:
-                message = f"Run {run.run_id} did not finish within the timeout (last state {last_state})."
-                if self.cancel_on_timeout and self._cancel("the operator timed out"):
-                    message += " It was cancelled."
-                self._active_run = None
-                raise ClarifaiRunTimeoutError(with_log_tail(message, streamer.tail))
-            time.sleep(
-                self.poll_interval if deadline is None else max(min(self.poll_interval, deadline - now), 0)
-            )
-            try:
-                # Cut to the time the wait has left: one read must not take the whole retry budget.
-                with hook.time_limit(time_left(deadline, time.time())):
-                    current = hook.get_run(ids, run.run_id)
-            except ClarifaiError as error:
-                if not error.retryable:
-                    raise
-                self.log.warning("Could not read run %s, will try again: %s", run.run_id, error)
-                current = None
+        waiter = RunWaiter(
+            run.run_id,
+            spec,
+            log=self.log,
+            now=self.hook.clock.now,
+            deadline=deadline,
+            poll_interval=self.poll_interval,
+            cancel_on_timeout=self.cancel_on_timeout,
+            logs=LogMode.choose(self.stream_logs),
+        )
+        event = RunCalls(self.hook, ids, run.run_id).run(waiter.wait(first=run))
+        self._active_run = None
+        return self._settle(event, waiter.error)
 
     def _defer(
         self, ids: PipelineVersionIds, run: PipelineRun, spec: RunWaitSpec, deadline: float | None
@@ -308,7 +273,7 @@ class ClarifaiRunPipelineOperator(ClarifaiTaskMixin, BaseOperator):
         from airflow_provider_clarifai.triggers.clarifai import ClarifaiPipelineRunTrigger
 
         success, failure = spec.to_lists()
-        timeout = deferral_timeout(deadline, time.time(), self.poll_interval)
+        timeout = deferral_timeout(deadline, self.hook.clock.now(), self.poll_interval)
         self.defer(
             trigger=ClarifaiPipelineRunTrigger(
                 clarifai_conn_id=self.clarifai_conn_id,
@@ -337,24 +302,18 @@ class ClarifaiRunPipelineOperator(ClarifaiTaskMixin, BaseOperator):
         :param context: the task context.
         :param event: the trigger's event payload.
         """
-        from airflow_provider_clarifai.exceptions import (
-            ClarifaiError,
-            ClarifaiRunFailedError,
-            ClarifaiRunTimeoutError,
-        )
-        from airflow_provider_clarifai.waiting import EventStatus, RunWaitEvent
+        from airflow_provider_clarifai.waiting import RunWaitEvent
 
-        result = RunWaitEvent.from_payload(event)
-        if result.status is EventStatus.SUCCESS:
-            self.log.info(result.message)
-            return result.run
-        message = with_log_tail(result.message, result.log_tail)
-        if result.status is EventStatus.FAILURE:
-            raise ClarifaiRunFailedError(message)
-        if result.status is EventStatus.TIMEOUT:
-            raise ClarifaiRunTimeoutError(message)
-        result.raise_for_error()
-        raise ClarifaiError(f"Unhandled event {result.status}.")
+        return self._settle(RunWaitEvent.from_payload(event))
+
+    def _settle(self, event: RunWaitEvent, error: ClarifaiError | None = None) -> Any:
+        """The task's result for the wait's event, the same polling or deferred."""
+        from airflow_provider_clarifai.exceptions import ClarifaiRunFailedError, ClarifaiRunTimeoutError
+        from airflow_provider_clarifai.waiter import settle
+
+        return settle(
+            event, self.log, failed=ClarifaiRunFailedError, timed_out=ClarifaiRunTimeoutError, error=error
+        )
 
     def _cancel(self, why: str) -> bool:
         if self._active_run is None:

@@ -15,13 +15,7 @@ from airflow.providers.common.compat.sdk import (
     conf,
 )
 
-from airflow_provider_clarifai.common import (
-    ID_TEMPLATE_FIELDS,
-    ClarifaiTaskMixin,
-    RunLogStreamer,
-    check_state_list,
-    with_log_tail,
-)
+from airflow_provider_clarifai.common import ID_TEMPLATE_FIELDS, ClarifaiTaskMixin, check_state_list
 from airflow_provider_clarifai.links.clarifai import ClarifaiPipelineRunLink
 from airflow_provider_clarifai.status import PipelineRunStatus
 from airflow_provider_clarifai.waiting import DEFERRAL_GRACE_SECONDS, deferral_timeout
@@ -30,8 +24,8 @@ if TYPE_CHECKING:
     from airflow_provider_clarifai.exceptions import ClarifaiError
     from airflow_provider_clarifai.ids import PipelineVersionIds
     from airflow_provider_clarifai.retry import RetryPolicy
-    from airflow_provider_clarifai.runs import PipelineRun
-    from airflow_provider_clarifai.waiting import RunWaitSpec
+    from airflow_provider_clarifai.waiter import RunWaiter
+    from airflow_provider_clarifai.waiting import RunWaitEvent, RunWaitSpec
 
 __all__ = ["DEFERRAL_GRACE_SECONDS", "ClarifaiPipelineRunSensor"]
 
@@ -124,9 +118,8 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
         self.deferrable = deferrable
         self._waiting_after_last_poke = False
         self._poke_started: float | None = None
-        self._last_state: str | None = None
-        self._streamer: RunLogStreamer | None = None
         self._ids: PipelineVersionIds | None = None
+        self._waiter: RunWaiter | None = None
 
     # Shared by all modes ------------------------------------------------------------------------
 
@@ -135,61 +128,53 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
 
         return RunWaitSpec.build(self.success_statuses, self.failure_statuses)
 
-    def _prepare(self, context: Any) -> PipelineVersionIds:
+    def _prepare(self, context: Any) -> tuple[PipelineVersionIds, RunWaiter]:
+        """Resolve the ids and build the waiter, once per task process (a poke-mode sensor keeps both)."""
         from airflow_provider_clarifai.ids import validate_run_id
+        from airflow_provider_clarifai.waiter import LogMode, RunWaiter
 
-        if self._ids is None:
+        if self._ids is None or self._waiter is None:
             self.pipeline_version_run_id = validate_run_id(self.pipeline_version_run_id)
             self._ids = self.resolve_ids()
             self.persist_run_link(context, self._ids, self.pipeline_version_run_id)
-            self._streamer = RunLogStreamer(self.hook, self._ids, self.pipeline_version_run_id, self.log)
-        return self._ids
+            self._waiter = RunWaiter(
+                self.pipeline_version_run_id,
+                self._spec(),
+                log=self.log,
+                now=self.hook.clock.now,
+                cancel_on_timeout=self.cancel_on_timeout,
+                logs=LogMode.choose(
+                    self.stream_logs, each_look_is_a_new_process=self.reschedule and not self.deferrable
+                ),
+            )
+        return self._ids, self._waiter
 
-    def _read_run(self, ids: PipelineVersionIds, time_left: float | None) -> PipelineRun | None:
-        """The run, or ``None`` after a transient error the retry policy could not absorb.
+    def _look(self, ids: PipelineVersionIds, waiter: RunWaiter, time_left: float) -> Any:
+        """One look at the run: ``None`` while it goes on, else the task's result (or its exception)."""
+        from airflow_provider_clarifai.waiter import RunCalls
 
-        :param ids: the pipeline version.
-        :param time_left: the most seconds the read may take, retries included.
-        """
-        from airflow_provider_clarifai.exceptions import ClarifaiError
+        waiter.deadline = waiter.now() + time_left
+        event = RunCalls(self.hook, ids, self.pipeline_version_run_id).run(waiter.look())
+        return None if event is None else self._settle(event, waiter.error)
+
+    def _settle(self, event: RunWaitEvent, error: ClarifaiError | None = None) -> Any:
+        """The task's result for the wait's event, the same in every mode (``execute_complete`` too)."""
+        from airflow_provider_clarifai.exceptions import ClarifaiError, ClarifaiWatchedRunFailedError
+        from airflow_provider_clarifai.waiter import settle
 
         try:
-            with self.hook.time_limit(time_left):
-                return self.hook.get_run(ids, self.pipeline_version_run_id)
-        except ClarifaiError as error:
-            if error.retryable:
-                self.log.warning(
-                    "Could not read run %s, will try again: %s", self.pipeline_version_run_id, error
-                )
-                return None
-            raise _fail_without_retry(error) from error
-
-    def _note_state(self, run: PipelineRun) -> None:
-        if run.status_name == self._last_state:
-            return
-        self._last_state = run.status_name
-        if run.known_status is PipelineRunStatus.PAUSED:
-            self.log.info("Run %s is JOB_PAUSED: still waiting; a paused run is not finished.", run.run_id)
-        else:
-            self.log.info("Run %s is %s.", run.run_id, run.status_name)
-
-    def _finish(self, run: PipelineRun, spec: RunWaitSpec) -> dict[str, Any] | None:
-        """Return the summary on success, raise on failure, ``None`` while the run goes on."""
-        from airflow_provider_clarifai.exceptions import ClarifaiWatchedRunFailedError
-        from airflow_provider_clarifai.waiting import WRAP_UP_SECONDS, Verdict, failure_message
-
-        verdict = spec.judge(run)
-        if verdict is Verdict.WAITING:
-            return None
-        streamer = self._streamer
-        if streamer is not None:
-            # Whatever the mode, the end of the run's log reaches the task log (or the failure).
-            streamer.pump(echo=self.stream_logs, time_left=WRAP_UP_SECONDS)
-        tail = streamer.tail if streamer is not None else []
-        if verdict is Verdict.SUCCESS:
-            self.log.info("Run %s is %s: done.", run.run_id, run.status_name)
-            return run.to_dict()
-        raise ClarifaiWatchedRunFailedError(with_log_tail(failure_message(run, spec), tail))
+            return settle(
+                event,
+                self.log,
+                failed=ClarifaiWatchedRunFailedError,
+                timed_out=AirflowSensorTimeout,
+                error=error,
+            )
+        except ClarifaiWatchedRunFailedError:
+            raise
+        except ClarifaiError as failure:
+            # A sensor cannot fix a wrong run id or token by retrying: fail (or skip, with soft_fail).
+            raise _fail_without_retry(failure) from failure
 
     # Poke and reschedule ------------------------------------------------------------------------
 
@@ -199,10 +184,10 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
         :param context: the task context.
         """
         try:
-            ids = self._prepare(context)
+            ids, waiter = self._prepare(context)
             if self.deferrable:
                 try:
-                    return self._execute_deferrable(context, ids)
+                    return self._execute_deferrable(context, ids, waiter)
                 except AirflowFailException as error:
                     # The look before deferring runs outside Airflow's soft_fail handling: apply it here,
                     # as BaseSensorOperator does in poke and reschedule mode.
@@ -217,7 +202,11 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
                 # BaseSensorOperator raises these for its timeout after a poke that found the run still
                 # going; a failure raised by poke itself leaves the flag unset.
                 if self._waiting_after_last_poke and self.cancel_on_timeout:
-                    self.cancel_run(ids, self.pipeline_version_run_id, "the sensor timed out")
+                    from airflow_provider_clarifai.waiter import RunCalls
+
+                    RunCalls(self.hook, ids, self.pipeline_version_run_id).run(
+                        waiter.cancel("the sensor timed out")
+                    )
                 raise
         finally:
             # A worker runs many tasks in one process: leave no channel open behind this one.
@@ -250,38 +239,28 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
         from airflow.providers.common.compat.sdk import PokeReturnValue
 
         self._waiting_after_last_poke = False
-        ids = self._prepare(context)
-        time_left = self._time_left(context)
-        run = self._read_run(ids, time_left)
-        if run is not None:
-            self._note_state(run)
-            if self.stream_logs and not self.reschedule and self._streamer is not None:
-                self._streamer.pump(time_left=self._time_left(context))
-            summary = self._finish(run, self._spec())
-            if summary is not None:
-                return PokeReturnValue(is_done=True, xcom_value=summary)
+        ids, waiter = self._prepare(context)
+        summary = self._look(ids, waiter, self._time_left(context))
+        if summary is not None:
+            return PokeReturnValue(is_done=True, xcom_value=summary)
         self._waiting_after_last_poke = True
         return False
 
     # Deferrable ---------------------------------------------------------------------------------
 
-    def _execute_deferrable(self, context: Any, ids: PipelineVersionIds) -> Any:
+    def _execute_deferrable(self, context: Any, ids: PipelineVersionIds, waiter: RunWaiter) -> Any:
         from airflow_provider_clarifai.triggers.clarifai import ClarifaiPipelineRunTrigger
 
-        spec = self._spec()
         limits = [float(self.timeout)]
         if self.execution_timeout is not None:
             limits.append(self.execution_timeout.total_seconds())
         remaining = min(limits)
         # The deadline is fixed before the first look, so that look counts against the wait too.
-        deadline = time.time() + remaining
-        run = self._read_run(ids, remaining)
-        if run is not None:
-            self._note_state(run)
-            summary = self._finish(run, spec)
-            if summary is not None:
-                return summary
-        success, failure = spec.to_lists()
+        deadline = waiter.now() + remaining
+        summary = self._look(ids, waiter, remaining)
+        if summary is not None:
+            return summary
+        success, failure = waiter.spec.to_lists()
         self.defer(
             trigger=ClarifaiPipelineRunTrigger(
                 clarifai_conn_id=self.clarifai_conn_id,
@@ -296,12 +275,12 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
                 failure_statuses=failure,
                 cancel_on_timeout=self.cancel_on_timeout,
                 stream_logs=self.stream_logs,
-                log_cursor=self._streamer.cursor.to_dict() if self._streamer else None,
+                log_cursor=waiter.cursor.to_dict(),
                 retry_policy=self.hook.retry_policy.to_dict(),
                 request_timeout=self.request_timeout,
             ),
             method_name="execute_complete",
-            timeout=deferral_timeout(deadline, time.time(), float(self.poke_interval)),
+            timeout=deferral_timeout(deadline, waiter.now(), float(self.poke_interval)),
         )
 
     def execute_complete(self, context: Any, event: Any = None) -> Any:
@@ -310,23 +289,9 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
         :param context: the task context.
         :param event: the trigger's event payload.
         """
-        from airflow_provider_clarifai.exceptions import ClarifaiError, ClarifaiWatchedRunFailedError
-        from airflow_provider_clarifai.waiting import EventStatus, RunWaitEvent
+        from airflow_provider_clarifai.waiting import RunWaitEvent
 
-        result = RunWaitEvent.from_payload(event)
-        if result.status is EventStatus.SUCCESS:
-            self.log.info(result.message)
-            return result.run
-        message = with_log_tail(result.message, result.log_tail)
-        if result.status is EventStatus.FAILURE:
-            raise ClarifaiWatchedRunFailedError(message)
-        if result.status is EventStatus.TIMEOUT:
-            raise AirflowSensorTimeout(message)
-        try:
-            result.raise_for_error()
-        except ClarifaiError as error:
-            raise _fail_without_retry(error) from error
-        raise _fail_without_retry(ClarifaiError(f"Unhandled event {result.status}."))
+        return self._settle(RunWaitEvent.from_payload(event))
 
 
 def _check_sensor_arguments(kwargs: dict[str, Any], deferrable: object) -> None:

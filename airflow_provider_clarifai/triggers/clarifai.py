@@ -13,30 +13,19 @@ import asyncio
 import concurrent.futures
 import math
 import threading
-import time
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError, ClarifaiError
+from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
 from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
 from airflow_provider_clarifai.ids import PipelineVersionIds
-from airflow_provider_clarifai.retry import RetryPolicy
-from airflow_provider_clarifai.runs import PipelineRun, RunLogCursor
-from airflow_provider_clarifai.status import PipelineRunStatus, RunAction
+from airflow_provider_clarifai.retry import SYSTEM_CLOCK, RetryClock, RetryPolicy
+from airflow_provider_clarifai.runs import RunLogCursor
 from airflow_provider_clarifai.validate import quote, seconds
-from airflow_provider_clarifai.waiting import (
-    LOG_TAIL_LINES,
-    WRAP_UP_SECONDS,
-    EventStatus,
-    RunWaitEvent,
-    RunWaitSpec,
-    Verdict,
-    failure_message,
-    time_left,
-)
+from airflow_provider_clarifai.waiter import LogMode, RunCalls, RunWaiter, cancel_steps
+from airflow_provider_clarifai.waiting import RunWaitSpec
 
 #: Import these off the event loop before the first call: loading gRPC and the API's messages takes
 #: long enough to be felt by every other trigger on the loop.
@@ -176,64 +165,34 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
             },
         )
 
+    #: How the trigger's hook and waiter tell time and wait; tests replace it with a fake clock.
+    clock: RetryClock = SYSTEM_CLOCK
+
     def _hook(self) -> ClarifaiHook:
         return ClarifaiHook(
-            self.clarifai_conn_id, retry_policy=self.retry_policy, timeout=self.request_timeout
+            self.clarifai_conn_id,
+            retry_policy=self.retry_policy,
+            timeout=self.request_timeout,
+            clock=self.clock,
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll until the run is done or the deadline passes; yield one event."""
+        """Wait with the shared :class:`~airflow_provider_clarifai.waiter.RunWaiter`; yield its one event."""
         await _preload_heavy_modules()
         hook = self._hook()
-        tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-        last_status: str | None = None
-        while True:
-            run: PipelineRun | None = None
-            try:
-                # Cut to the time the wait has left: one read must not outlast the deadline.
-                with hook.time_limit(time_left(self.deadline, time.time())):
-                    run = await hook.aget_run(self.ids, self.run_id)
-            except ClarifaiError as error:
-                if not error.retryable:
-                    yield self._event(EventStatus.ERROR, str(error), error_class=type(error).__name__)
-                    return
-                # The hook already retried within its policy; the run goes on without us, so keep
-                # watching until the deadline instead of failing the task on an outage.
-                self.log.warning("Could not read run %s, will try again: %s", self.run_id, error)
-            if run is not None:
-                if self.stream_logs:
-                    await self._stream_logs(hook, tail, time_left(self.deadline, time.time()))
-                if run.status_name != last_status:
-                    last_status = run.status_name
-                    self._log_state(run)
-                verdict = self.spec.judge(run)
-                if verdict is Verdict.SUCCESS:
-                    yield self._event(
-                        EventStatus.SUCCESS, f"Run {self.run_id} is {run.status_name}.", run=run
-                    )
-                    return
-                if verdict is Verdict.FAILURE:
-                    if not self.stream_logs:
-                        await self._stream_logs(hook, tail, WRAP_UP_SECONDS, echo=False)
-                    message = failure_message(run, self.spec)
-                    yield self._event(EventStatus.FAILURE, message, run=run, log_tail=list(tail))
-                    return
-            now = time.time()
-            if self.deadline is not None and now >= self.deadline:
-                cancelled = (
-                    await self._cancel(hook, "the wait timed out") if self.cancel_on_timeout else False
-                )
-                message = f"Run {self.run_id} did not finish before the deadline (last state {last_status})."
-                if cancelled:
-                    message += " It was cancelled."
-                yield self._event(
-                    EventStatus.TIMEOUT, message, run=run, log_tail=list(tail), cancelled=cancelled
-                )
-                return
-            wait = (
-                self.poll_interval if self.deadline is None else min(self.poll_interval, self.deadline - now)
-            )
-            await asyncio.sleep(max(wait, 0.0))
+        waiter = RunWaiter(
+            self.run_id,
+            self.spec,
+            log=self.log,
+            now=hook.clock.now,
+            deadline=self.deadline,
+            poll_interval=self.poll_interval,
+            cancel_on_timeout=self.cancel_on_timeout,
+            logs=LogMode.choose(self.stream_logs),
+            log_cursor=self.log_cursor,
+        )
+        event = await RunCalls(hook, self.ids, self.run_id).arun(waiter.wait())
+        yield TriggerEvent(event.to_dict())
 
     async def on_kill(self) -> None:
         """Cancel the run when a user kills the deferred task, if asked to (Airflow 3.3+).
@@ -241,65 +200,7 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
         Never called on triggerer restarts or redistribution, so a restart does not cancel the run.
         """
         if self.cancel_on_kill:
-            await self._cancel(self._hook(), "the task was killed")
-
-    def _log_state(self, run: PipelineRun) -> None:
-        if run.known_status is PipelineRunStatus.PAUSED:
-            self.log.info("Run %s is JOB_PAUSED: still waiting; a paused run is not finished.", self.run_id)
-        else:
-            self.log.info("Run %s is %s.", self.run_id, run.status_name)
-
-    async def _stream_logs(
-        self, hook: ClarifaiHook, tail: deque[str], within: float | None, *, echo: bool = True
-    ) -> None:
-        try:
-            with hook.time_limit(within):
-                batch = await hook.aget_run_logs(self.ids, self.run_id, cursor=self.log_cursor)
-        except ClarifaiError as error:
-            self.log.warning("Could not read the logs of run %s: %s", self.run_id, error)
-            return
-        self.log_cursor = batch.cursor
-        for line in batch.lines:
-            tail.append(line.text)
-            if echo:
-                self.log.info("[clarifai run %s] %s", self.run_id, line.text)
-
-    async def _cancel(self, hook: ClarifaiHook, why: str) -> bool:
-        try:
-            # After the deadline, or on kill: a bounded budget of its own (see TRIGGER_OVERRUN_SECONDS).
-            with hook.time_limit(WRAP_UP_SECONDS):
-                (change,) = await hook.aset_runs_status(self.ids, [self.run_id], RunAction.CANCEL)
-        except ClarifaiError as error:
-            self.log.error("Could not cancel run %s after %s: %s", self.run_id, why, error)
-            return False
-        if change.applied:
-            self.log.info("Cancelled run %s because %s.", self.run_id, why)
-        else:
-            self.log.warning(
-                "Run %s was not cancelled (%s): %s",
-                self.run_id,
-                change.status_after,
-                change.error_description,
+            hook = self._hook()
+            await RunCalls(hook, self.ids, self.run_id).arun(
+                cancel_steps(self.run_id, "the task was killed", self.log)
             )
-        return change.applied
-
-    def _event(
-        self,
-        status: EventStatus,
-        message: str,
-        *,
-        run: PipelineRun | None = None,
-        log_tail: list[str] | None = None,
-        cancelled: bool = False,
-        error_class: str | None = None,
-    ) -> TriggerEvent:
-        event = RunWaitEvent(
-            status=status,
-            run_id=self.run_id,
-            message=message,
-            run=run.to_dict() if run is not None else None,
-            log_tail=log_tail or [],
-            cancelled=cancelled,
-            error_class=error_class,
-        )
-        return TriggerEvent(event.to_dict())

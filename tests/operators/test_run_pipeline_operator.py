@@ -259,36 +259,42 @@ def derived(try_number: int, map_index: int = -1) -> str:
 
 
 @pytest.mark.integration
-def test_start_or_reattach(emulator):
+def test_each_try_starts_or_reattaches_through_execute(emulator):
     with unit_dag():
-        operator = ClarifaiRunPipelineOperator(task_id="train", input_args=INPUT_ARGS, **IDS)
-    ids = operator.resolve_ids()
+        operator = ClarifaiRunPipelineOperator(
+            task_id="train", input_args=INPUT_ARGS, wait_for_completion=False, **IDS
+        )
     posts = lambda: emulator.requests.count("PostPipelineVersionRuns")  # noqa: E731
 
-    first = operator._start_or_reattach(try_of(1), ids)
-    assert (first.run_id, posts()) == (derived(1), 1)
-    assert first.input_args == INPUT_ARGS
+    def start(context: dict[str, Any]) -> dict[str, Any]:
+        summary = operator.execute(context)
+        assert context["ti"].pushed[RUN_ID_XCOM_KEY] == summary["run_id"]
+        return summary
+
+    first = start(try_of(1))
+    assert (first["run_id"], posts()) == (derived(1), 1)
+    assert first["input_args"] == INPUT_ARGS
 
     # Try 2 while try 1's run is still going (queued): re-attach, post nothing.
-    assert operator._start_or_reattach(try_of(2), ids).run_id == derived(1)
+    assert start(try_of(2))["run_id"] == derived(1)
     assert posts() == 1
 
     # Try 2 once try 1's run has ended: a new run, under try 2's id.
     emulator.clock.advance(3600)
     assert emulator.backend.run_status(USER, APP, PIPELINE, "v1", derived(1)) == "JOB_COMPLETED"
-    second = operator._start_or_reattach(try_of(2), ids)
-    assert (second.run_id, posts()) == (derived(2), 2)
+    second = start(try_of(2))
+    assert (second["run_id"], posts()) == (derived(2), 2)
     assert str(emulator.backend.run_status(USER, APP, PIPELINE, "v1", derived(2))) == "JOB_QUEUED"
 
     # A try always owns the run under its own id, even once it has ended (the task crashed after
     # starting it): it attaches instead of failing on a duplicate id.
     emulator.clock.advance(3600)
-    assert operator._start_or_reattach(try_of(2), ids).status_name == "JOB_COMPLETED"
+    assert start(try_of(2))["status"] == "JOB_COMPLETED"
     assert posts() == 2
 
     # Mapped task instances get runs of their own; an unmapped index (None) is -1.
-    assert operator._start_or_reattach(try_of(1, map_index=3), ids).run_id == derived(1, map_index=3)
-    assert operator._start_or_reattach(try_of(1, map_index=None), ids).run_id == derived(1)
+    assert start(try_of(1, map_index=3))["run_id"] == derived(1, map_index=3)
+    assert start(try_of(1, map_index=None))["run_id"] == derived(1)
     assert posts() == 3
 
 

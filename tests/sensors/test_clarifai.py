@@ -1,4 +1,8 @@
-"""ClarifaiPipelineRunSensor in a real Airflow (``dag.test()``) against the emulator, in all three modes.
+"""Every way of waiting for a run, in a real Airflow (``dag.test()``) against the emulator.
+
+The sensor's three modes (poke, reschedule, deferrable) and the run operator's polling all drive the
+same waiter; one table of run histories checks that they see the same reads, reach the same outcome and
+carry the same logs.
 
 The run histories are made deterministic by a :class:`RunDirector`: it changes a run at the n-th time a
 client reads it, *before* answering that read, on the emulator's manual clock. So every mode sees exactly
@@ -33,7 +37,16 @@ from tests.sensors import (
 
 USER, APP, PIPELINE, VERSION = "demo-user", "pipelines-app", "nightly-training", "v1"
 IDS = {"user_id": USER, "app_id": APP, "pipeline_id": PIPELINE, "pipeline_version_id": VERSION}
-MODES = ("poke", "reschedule", "deferrable")
+SENSOR_MODES = ("poke", "reschedule", "deferrable")
+#: The sensor's three modes and the run operator's polling (attached to the seeded run by its id).
+MODES = (*SENSOR_MODES, "run_operator")
+#: The run operator has no soft_fail, and starts a run of its own for an id that does not exist.
+NOT_FOR_THE_RUN_OPERATOR = {"unknown_run", "timeout_soft_fail"}
+#: The run operator's exception for each of the sensor's.
+RUN_OPERATOR_ERRORS = {
+    "ClarifaiWatchedRunFailedError": "ClarifaiRunFailedError",
+    "AirflowSensorTimeout": "ClarifaiRunTimeoutError",
+}
 #: Emulated seconds the director jumps to let a resumed run reach its scripted end.
 FINISH_SECONDS = 3600
 LOG_LINE = "epoch 1 of 1 done"
@@ -57,9 +70,18 @@ class RunDirector:
         self.clock = emulator.clock
         self.plans: dict[str, dict[int, str]] = {}
         self.answered: dict[str, list[str]] = defaultdict(list)
+        self.log_reads: dict[str, int] = defaultdict(int)
         self.errors: list[str] = []
         self._lock = threading.Lock()
         original = self.backend.get_run
+        original_logs = self.backend.list_logs
+
+        def list_logs(caller: str, ref: Any, run_id: str, **kwargs: Any) -> Any:
+            with self._lock:
+                self.log_reads[run_id] += 1
+            return original_logs(caller, ref, run_id, **kwargs)
+
+        monkeypatch.setattr(self.backend, "list_logs", list_logs)
 
         def get_run(caller: str, ref: Any, run_id: str) -> Any:
             with self._lock:
@@ -220,8 +242,44 @@ with DAG(
 """
 
 
+RUN_OPERATOR_DAG = """
+import pendulum
+from airflow.providers.common.compat.sdk import DAG
+
+from airflow_provider_clarifai.operators.clarifai import ClarifaiRunPipelineOperator
+
+{record_failures}
+
+with DAG(
+    dag_id={dag_id!r},
+    schedule=None,
+    start_date=pendulum.datetime(2025, 1, 1, tz="UTC"),
+    catchup=False,
+    default_args={{"on_failure_callback": record_failure, "retries": 0}},
+) as dag:
+    tasks = {{}}
+    for task_id, run_id, after, extra in {tasks!r}:
+        arguments = dict(
+            task_id=task_id,
+            pipeline_version_run_id=run_id,
+            poll_interval=0.05,
+            timeout=60,
+            cancel_on_timeout=False,
+            trigger_rule="all_done",
+            **{ids!r},
+        )
+        arguments.update(extra)
+        tasks[task_id] = ClarifaiRunPipelineOperator(**arguments)
+        if after is not None:
+            tasks[after] >> tasks[task_id]
+"""
+
+
 def sensor_dag(dag_id: str, mode: str, tasks: list[tuple[str, str, str | None, dict[str, Any]]]) -> str:
-    """A DAG of sensors: (task id, run id, the task it runs after (``all_done``) or None, arguments)."""
+    """A DAG of sensors (or, in ``run_operator`` mode, of run operators attached to the runs): (task id,
+    run id, the task it runs after (``all_done``) or None, arguments)."""
+    if mode == "run_operator":
+        return RUN_OPERATOR_DAG.format(record_failures=RECORD_FAILURES, dag_id=dag_id, tasks=tasks, ids=IDS)
     return SENSOR_DAG.format(
         record_failures=RECORD_FAILURES,
         dag_id=dag_id,
@@ -256,12 +314,17 @@ def director(emulator, monkeypatch) -> RunDirector:
 def test_every_mode_gives_the_same_outcome_for_the_same_history(
     mode, emulator, director, dag_folder, caplog, capsys
 ):
-    """One DAG per mode runs one sensor per history; the histories, reads and outcomes must match."""
+    """One DAG per mode runs one task per history; the histories, reads, outcomes and logs must match."""
+    histories = {
+        name: history
+        for name, history in HISTORIES.items()
+        if mode != "run_operator" or name not in NOT_FOR_THE_RUN_OPERATOR
+    }
     tasks = []
     # Histories that move the (shared) emulated clock run one after the other, in the same order in
     # every mode, so that a clock jump for one never ends another's run early; the others run freely.
     previous_clocked = None
-    for name, history in HISTORIES.items():
+    for name, history in histories.items():
         run_id = run_id_of(name)
         if history.seed is not None:
             emulator.backend.add_run(*IDS.values(), run_id, status=history.seed, script=history.script)
@@ -280,7 +343,7 @@ def test_every_mode_gives_the_same_outcome_for_the_same_history(
     logs = task_log_text(caplog, capsys)
     recorded = {record["task_id"]: record for record in failures(dag_folder)}
     assert not director.errors
-    for name, history in HISTORIES.items():
+    for name, history in histories.items():
         run_id = run_id_of(name)
         where = f"history {name!r} in {mode} mode"
         assert result.task_states[name] == history.task_state, where
@@ -294,20 +357,28 @@ def test_every_mode_gives_the_same_outcome_for_the_same_history(
         if history.error is None:
             assert name not in recorded, f"{where}: {recorded.get(name)}"
         else:
-            assert recorded[name]["error"] == history.error, where
+            error = RUN_OPERATOR_ERRORS.get(history.error, history.error) if mode == "run_operator" else None
+            assert recorded[name]["error"] == (error or history.error), where
             assert (history.message or "") in recorded[name]["message"], where
         if history.run_after is not None:
             assert emulator.backend.run_status(*IDS.values(), run_id) == history.run_after, where
 
-    # A failure carries the run's last log lines, whatever stream_logs says.
+    # The logs an outcome carries, decided once for every mode: a failure carries the run's last log
+    # lines, read once at the end when they were not streamed; a success without stream_logs reads no
+    # log at all; with stream_logs the log is read as the run goes (reschedule mode: once, at the end).
     assert LOG_LINE in recorded["fails"]["message"]
+    assert director.log_reads[run_id_of("fails")] == 1
+    assert director.log_reads[run_id_of("paused_then_resumed")] == 0
+    assert director.log_reads[run_id_of("cancelled_midway")] == 1
+    streamed_reads = director.log_reads[run_id_of("completes")]
+    assert streamed_reads == 1 if mode == "reschedule" else streamed_reads >= 2
     for name in ("completes", "paused_then_resumed"):
         summary = result.xcom(name)
         assert summary["run_id"] == run_id_of(name)
         assert summary["status"] == "JOB_COMPLETED"
         assert bool(summary["started_at"] and summary["ended_at"]) is RUN_TIMES_REPORTED
         assert summary["total_run_duration_seconds"] == (600.0 if RUN_TIMES_REPORTED else None)
-    for name, history in HISTORIES.items():
+    for name, history in histories.items():
         if history.task_state != "success":
             assert result.xcom(name) is None, name
 
@@ -316,7 +387,9 @@ def test_every_mode_gives_the_same_outcome_for_the_same_history(
     streamed = f"[clarifai run {run_id_of('completes')}] {LOG_LINE}"
     assert logs.count(streamed) == 1
     (line,) = [line for line in logs.splitlines() if streamed in line]
-    writer = "ClarifaiPipelineRunTrigger" if mode == "deferrable" else "ClarifaiPipelineRunSensor"
+    writer = {"deferrable": "ClarifaiPipelineRunTrigger", "run_operator": "ClarifaiRunPipelineOperator"}.get(
+        mode, "ClarifaiPipelineRunSensor"
+    )
     assert writer in line
     # Without stream_logs, a successful run's log lines stay out of the task log.
     assert logs.count(f"[clarifai run {run_id_of('paused_then_resumed')}] {LOG_LINE}") == 0
@@ -325,7 +398,7 @@ def test_every_mode_gives_the_same_outcome_for_the_same_history(
 
     if mode == "deferrable" and AIRFLOW_3:
         # Airflow 3's dag.test stores the trigger rows as a triggerer would read them.
-        ours = {run_id_of(name) for name in HISTORIES}
+        ours = {run_id_of(name) for name in histories}
         rows = [row for row in result.trigger_kwargs_rows() if row.get("run_id") in ours]
         assert rows
         for kwargs in rows:

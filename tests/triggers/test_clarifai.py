@@ -12,6 +12,7 @@ import pytest
 from airflow_provider_clarifai.emulator.clock import ManualClock
 from airflow_provider_clarifai.hooks import _transport
 from airflow_provider_clarifai.hooks._transport import close_async_endpoints
+from airflow_provider_clarifai.retry import RetryClock
 from airflow_provider_clarifai.triggers.clarifai import ClarifaiPipelineRunTrigger
 from airflow_provider_clarifai.waiting import RunWaitEvent
 from tests.compat import RUN_TIMES_REPORTED
@@ -59,29 +60,13 @@ async def advance_after_polls(emulator, polls: int, seconds: float) -> None:
     emulator.clock.advance(seconds)
 
 
-class TriggerTime:
-    """What the trigger module sees as ``time``: the real module, except that ``time()`` (the wall clock
-    its deadline is measured on) reads a manual clock. Its sleeps stay real, and short."""
-
-    def __init__(self, clock: ManualClock) -> None:
-        self._clock = clock
-
-    def time(self) -> float:
-        return self._clock.now()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
-
-
 @pytest.fixture
 def wall_clock(emulator, monkeypatch) -> ManualClock:
     """The trigger's wall clock is the emulator's manual clock: a deadline passes when the test says so.
 
-    The trigger offers no clock of its own to inject, so the ``time`` its module imported is replaced.
+    Injected through the trigger's ``clock`` seam; its sleeps stay real, and short.
     """
-    from airflow_provider_clarifai.triggers import clarifai as trigger_module
-
-    monkeypatch.setattr(trigger_module, "time", TriggerTime(emulator.clock))
+    monkeypatch.setattr(ClarifaiPipelineRunTrigger, "clock", RetryClock(now=emulator.clock.now))
     return emulator.clock
 
 

@@ -1,0 +1,435 @@
+"""The one waiter: everything about waiting for a run, written once and free of I/O.
+
+:class:`RunWaiter` is a small state machine in the style of the hook's flows: its steps are generators
+that yield the effects they need (:class:`ReadRun`, :class:`ReadLogs`, :class:`CancelRun`,
+:class:`Sleep`) and receive the answers; an API error is thrown into the generator where the effect was
+asked for. It owns the whole wait: judging the run with :class:`RunWaitSpec`, noting each state once,
+the log cursor and tail, the deadline, cancelling on timeout, and the one :class:`RunWaitEvent` at the
+end. :class:`RunCalls` performs the effects with a hook, blocking or asyncio, so every way of waiting
+drives the same machine:
+
+- the sensor's poke and reschedule modes run one :meth:`RunWaiter.look` per poke;
+- the sensor's first look before it defers is a :meth:`RunWaiter.look` too;
+- the run operator's polling runs :meth:`RunWaiter.wait` with blocking calls;
+- the trigger runs :meth:`RunWaiter.wait` with asyncio calls.
+
+Which logs an outcome carries is decided here, once, for every mode (see :class:`LogMode`): a failure
+carries the run's last :data:`~airflow_provider_clarifai.waiting.LOG_TAIL_LINES` log lines; a success or
+a timeout carries the lines that were streamed, and none without ``stream_logs`` (a successful run's log
+is not read at all then: one request fewer per run).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from airflow_provider_clarifai.exceptions import ClarifaiError
+from airflow_provider_clarifai.runs import PipelineRun, RunLogBatch, RunLogCursor, RunStatusChange
+from airflow_provider_clarifai.status import PipelineRunStatus, RunAction
+from airflow_provider_clarifai.waiting import (
+    LOG_TAIL_LINES,
+    WRAP_UP_SECONDS,
+    EventStatus,
+    RunWaitEvent,
+    RunWaitSpec,
+    Verdict,
+    failure_message,
+    time_left,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
+    from airflow_provider_clarifai.ids import PipelineVersionIds
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ReadRun:
+    """Read the run's current state (answer: :class:`PipelineRun`).
+
+    :param within: the most seconds the read may take, retries included (``None``: the policy's own).
+    """
+
+    within: float | None
+
+
+@dataclass(frozen=True)
+class ReadLogs:
+    """Read the run's log lines after ``cursor`` (answer: :class:`RunLogBatch`).
+
+    :param cursor: where the last read stopped.
+    :param within: the most seconds the read may take, retries included.
+    """
+
+    cursor: RunLogCursor
+    within: float | None
+
+
+@dataclass(frozen=True)
+class CancelRun:
+    """Cancel the run (answer: :class:`RunStatusChange`).
+
+    :param within: the most seconds the cancel may take, retries included.
+    """
+
+    within: float
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait before the next look (answer: ``None``).
+
+    :param seconds: how long.
+    """
+
+    seconds: float
+
+
+Effect = ReadRun | ReadLogs | CancelRun | Sleep
+#: A step of the waiter: yields effects, receives their answers, returns ``T``.
+Steps = Generator[Effect, Any, T]
+
+
+class LogMode(StrEnum):
+    """When the waiter reads the run's log, and whether it writes the lines to the task log."""
+
+    #: Read after every look at the run and write new lines as they appear (``stream_logs=True``).
+    STREAM = "stream"
+    #: Read once, when the run has ended, and write the lines then (``stream_logs=True`` in reschedule
+    #: mode, where each poke is a new process with no cursor of its own).
+    AT_END = "at_end"
+    #: Read only when the run failed, to put its last lines in the failure (``stream_logs=False``).
+    FAILURE_TAIL = "failure_tail"
+
+    @classmethod
+    def choose(cls, stream_logs: bool, *, each_look_is_a_new_process: bool = False) -> LogMode:
+        """The mode for a task's ``stream_logs``.
+
+        :param stream_logs: whether the user asked for the run's log in the task log.
+        :param each_look_is_a_new_process: the sensor's reschedule mode.
+        """
+        if not stream_logs:
+            return cls.FAILURE_TAIL
+        return cls.AT_END if each_look_is_a_new_process else cls.STREAM
+
+
+def cancel_steps(run_id: str, why: str, log: Any) -> Steps[bool]:
+    """Cancel a run on a task's behalf; a failure to cancel is logged, never raised.
+
+    The cancel gets :data:`~airflow_provider_clarifai.waiting.WRAP_UP_SECONDS` in all, retries
+    included: it runs after a timeout or on kill, when the wait has no time of its own left.
+
+    :param run_id: the run.
+    :param why: the reason, for the log.
+    :param log: the task's or trigger's logger.
+    """
+    try:
+        change: RunStatusChange = yield CancelRun(WRAP_UP_SECONDS)
+    except ClarifaiError as error:
+        log.error("Could not cancel run %s after %s: %s", run_id, why, error)
+        return False
+    if change.applied:
+        log.info("Cancelled run %s because %s.", run_id, why)
+    else:
+        log.warning(
+            "Run %s was not cancelled after %s (now %s): %s",
+            run_id,
+            why,
+            change.status_after,
+            change.error_description,
+        )
+    return change.applied
+
+
+class RunWaiter:
+    """Wait for one run: judge it, note its states, follow its log, keep the deadline, give one event.
+
+    Free of I/O: :meth:`look`, :meth:`wait` and :meth:`cancel` are steps for :class:`RunCalls` to
+    drive. The waiter keeps what a wait remembers between looks (the last state noted, the log cursor
+    and tail), so a sensor in poke mode keeps one waiter for all its pokes.
+
+    :param run_id: the run.
+    :param spec: which states end the wait, and how.
+    :param log: where state changes, log lines and warnings go (the task's or trigger's logger).
+    :param now: wall-clock UNIX seconds (``ClarifaiHook.clock.now``).
+    :param deadline: UNIX seconds after which :meth:`wait` times out; ``None`` waits without limit.
+        Calls made while waiting are cut to the time left.
+    :param poll_interval: seconds between two looks in :meth:`wait`.
+    :param cancel_on_timeout: cancel the run when :meth:`wait` times out.
+    :param logs: when to read the run's log (:class:`LogMode`).
+    :param log_cursor: where an earlier reader of the run's log stopped.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        spec: RunWaitSpec,
+        *,
+        log: Any,
+        now: Callable[[], float],
+        deadline: float | None = None,
+        poll_interval: float = 30.0,
+        cancel_on_timeout: bool = False,
+        logs: LogMode = LogMode.FAILURE_TAIL,
+        log_cursor: RunLogCursor | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.spec = spec
+        self.log = log
+        self.now = now
+        self.deadline = deadline
+        self.poll_interval = poll_interval
+        self.cancel_on_timeout = cancel_on_timeout
+        self.logs = logs
+        self.cursor = log_cursor if log_cursor is not None else RunLogCursor()
+        self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
+        self.last_state: str | None = None
+        self.last_run: PipelineRun | None = None
+        #: The non-retryable API error behind an ``error`` event, for callers that re-raise it as is.
+        self.error: ClarifaiError | None = None
+
+    def time_left(self) -> float | None:
+        """Seconds until the deadline (``None``: no deadline), never below zero."""
+        return time_left(self.deadline, self.now())
+
+    def look(self, run: PipelineRun | None = None) -> Steps[RunWaitEvent | None]:
+        """Look at the run once: read it (unless given), note its state, follow its log, judge it.
+
+        Returns the wait's event when the run has ended (or cannot be read at all), ``None`` while it
+        goes on or after a transient error the retry policy could not absorb (the run goes on without
+        us: the next look tries again).
+
+        :param run: the run as just read by the caller (the run operator starts with one), if any.
+        """
+        if run is None:
+            try:
+                run = yield ReadRun(self.time_left())
+            except ClarifaiError as error:
+                if error.retryable:
+                    self.log.warning("Could not read run %s, will try again: %s", self.run_id, error)
+                    return None
+                self.error = error
+                return self._event(EventStatus.ERROR, str(error), error_class=type(error).__name__)
+        self.last_run = run
+        self._note_state(run)
+        if self.logs is LogMode.STREAM:
+            # After the state was read: when the run has just ended, this read has the end of its log.
+            yield from self._read_logs(self.time_left(), echo=True)
+        verdict = self.spec.judge(run)
+        if verdict is Verdict.WAITING:
+            return None
+        if self.logs is LogMode.AT_END or (self.logs is LogMode.FAILURE_TAIL and verdict is Verdict.FAILURE):
+            yield from self._read_logs(WRAP_UP_SECONDS, echo=self.logs is LogMode.AT_END)
+        if verdict is Verdict.SUCCESS:
+            return self._event(EventStatus.SUCCESS, f"Run {self.run_id} is {run.status_name}.", run=run)
+        return self._event(
+            EventStatus.FAILURE, failure_message(run, self.spec), run=run, log_tail=list(self.tail)
+        )
+
+    def wait(self, first: PipelineRun | None = None) -> Steps[RunWaitEvent]:
+        """Look every ``poll_interval`` until the run ends or the deadline passes; return the event.
+
+        :param first: the run as just read by the caller, used as the first look instead of a read.
+        """
+        run = first
+        while True:
+            event = yield from self.look(run)
+            run = None
+            if event is not None:
+                return event
+            now = self.now()
+            if self.deadline is not None and now >= self.deadline:
+                return (yield from self._time_out())
+            pause = (
+                self.poll_interval if self.deadline is None else min(self.poll_interval, self.deadline - now)
+            )
+            yield Sleep(max(pause, 0.0))
+
+    def cancel(self, why: str) -> Steps[bool]:
+        """Cancel the run (after a timeout, or on kill); see :func:`cancel_steps`.
+
+        :param why: the reason, for the log.
+        """
+        return (yield from cancel_steps(self.run_id, why, self.log))
+
+    def _time_out(self) -> Steps[RunWaitEvent]:
+        cancelled = (yield from self.cancel("the wait timed out")) if self.cancel_on_timeout else False
+        message = f"Run {self.run_id} did not finish before the deadline (last state {self.last_state})."
+        if cancelled:
+            message += " It was cancelled."
+        return self._event(
+            EventStatus.TIMEOUT, message, run=self.last_run, log_tail=list(self.tail), cancelled=cancelled
+        )
+
+    def _note_state(self, run: PipelineRun) -> None:
+        if run.status_name == self.last_state:
+            return
+        self.last_state = run.status_name
+        if run.known_status is PipelineRunStatus.PAUSED:
+            self.log.info("Run %s is JOB_PAUSED: still waiting; a paused run is not finished.", self.run_id)
+        else:
+            self.log.info("Run %s is %s.", self.run_id, run.status_name)
+
+    def _read_logs(self, within: float | None, *, echo: bool) -> Steps[None]:
+        try:
+            batch: RunLogBatch = yield ReadLogs(self.cursor, within)
+        except ClarifaiError as error:
+            self.log.warning("Could not read the logs of run %s: %s", self.run_id, error)
+            return
+        self.cursor = batch.cursor
+        for line in batch.lines:
+            self.tail.append(line.text)
+            if echo:
+                self.log.info("[clarifai run %s] %s", self.run_id, line.text)
+
+    def _event(
+        self,
+        status: EventStatus,
+        message: str,
+        *,
+        run: PipelineRun | None = None,
+        log_tail: list[str] | None = None,
+        cancelled: bool = False,
+        error_class: str | None = None,
+    ) -> RunWaitEvent:
+        return RunWaitEvent(
+            status=status,
+            run_id=self.run_id,
+            message=message,
+            run=run.to_dict() if run is not None else None,
+            log_tail=log_tail or [],
+            cancelled=cancelled,
+            error_class=error_class,
+        )
+
+
+class RunCalls:
+    """Perform a waiter's effects for one run with a hook: blocking (:meth:`run`) or asyncio (:meth:`arun`).
+
+    Each call runs under ``hook.time_limit`` of the effect's ``within``; sleeps use the hook's clock,
+    so a test's fake clock drives the whole wait.
+
+    :param hook: the hook to call.
+    :param ids: the run's pipeline version.
+    :param run_id: the run.
+    """
+
+    def __init__(self, hook: ClarifaiHook, ids: PipelineVersionIds, run_id: str) -> None:
+        self.hook, self.ids, self.run_id = hook, ids, run_id
+
+    def run(self, steps: Steps[T]) -> T:
+        """Drive ``steps`` to the end with blocking calls; return what they return.
+
+        :param steps: a waiter's steps.
+        """
+        answer: Any = None
+        error: ClarifaiError | None = None
+        while True:
+            try:
+                effect = steps.throw(error) if error is not None else steps.send(answer)
+            except StopIteration as done:
+                return done.value
+            answer, error = None, None
+            try:
+                answer = self._perform(effect)
+            except ClarifaiError as failed:
+                error = failed
+
+    async def arun(self, steps: Steps[T]) -> T:
+        """Drive ``steps`` to the end with asyncio calls; return what they return.
+
+        :param steps: a waiter's steps.
+        """
+        answer: Any = None
+        error: ClarifaiError | None = None
+        while True:
+            try:
+                effect = steps.throw(error) if error is not None else steps.send(answer)
+            except StopIteration as done:
+                return done.value
+            answer, error = None, None
+            try:
+                answer = await self._aperform(effect)
+            except ClarifaiError as failed:
+                error = failed
+
+    def _perform(self, effect: Effect) -> Any:
+        hook = self.hook
+        if isinstance(effect, Sleep):
+            hook.clock.sleep(effect.seconds)
+            return None
+        with hook.time_limit(effect.within):
+            if isinstance(effect, ReadRun):
+                return hook.get_run(self.ids, self.run_id)
+            if isinstance(effect, ReadLogs):
+                return hook.get_run_logs(self.ids, self.run_id, cursor=effect.cursor)
+            return _only_change(hook.set_runs_status(self.ids, [self.run_id], RunAction.CANCEL))
+
+    async def _aperform(self, effect: Effect) -> Any:
+        hook = self.hook
+        if isinstance(effect, Sleep):
+            await hook.clock.asleep(effect.seconds)
+            return None
+        with hook.time_limit(effect.within):
+            if isinstance(effect, ReadRun):
+                return await hook.aget_run(self.ids, self.run_id)
+            if isinstance(effect, ReadLogs):
+                return await hook.aget_run_logs(self.ids, self.run_id, cursor=effect.cursor)
+            return _only_change(await hook.aset_runs_status(self.ids, [self.run_id], RunAction.CANCEL))
+
+
+def _only_change(changes: Iterable[RunStatusChange]) -> RunStatusChange:
+    (change,) = changes
+    return change
+
+
+def with_log_tail(message: str, tail: Iterable[str]) -> str:
+    """``message`` followed by the run's last log lines, if any.
+
+    :param message: what happened.
+    :param tail: the last log lines.
+    """
+    lines = list(tail)
+    if not lines:
+        return message
+    return message + "\nLast log lines of the run:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def settle(
+    event: RunWaitEvent,
+    log: Any,
+    *,
+    failed: type[Exception],
+    timed_out: type[Exception],
+    error: ClarifaiError | None = None,
+) -> dict[str, Any] | None:
+    """Turn a wait's event into the task's result: the run's summary on success, else raise.
+
+    The same for every mode: a deferred task's ``execute_complete`` and a polling task call it with
+    the same event.
+
+    :param event: the wait's event.
+    :param log: the task's logger.
+    :param failed: the exception for a failed run.
+    :param timed_out: the exception for a timeout.
+    :param error: the API error behind an ``error`` event, when the wait ran in this process (raised as
+        is); otherwise the error is rebuilt from the event's class name.
+    :raises ClarifaiError: for an ``error`` event.
+    """
+    if event.status is EventStatus.SUCCESS:
+        log.info(event.message)
+        return event.run
+    message = with_log_tail(event.message, event.log_tail)
+    if event.status is EventStatus.FAILURE:
+        raise failed(message)
+    if event.status is EventStatus.TIMEOUT:
+        raise timed_out(message)
+    if error is not None:
+        raise error
+    event.raise_for_error()
+    raise ClarifaiError(f"Unhandled event {event.status}.")
