@@ -142,15 +142,34 @@ class ClarifaiTaskMixin:
         """
         from airflow_provider_clarifai.waiter import RunCalls, cancel_steps
 
-        return RunCalls(self.hook, ids, run_id).run(cancel_steps(run_id, why, self.log))
+        return RunCalls(self.hook).run(cancel_steps(ids, run_id, why, self.log))
 
     def persist_run_link(self, context: Any, ids: PipelineVersionIds, run_id: str | None = None) -> str:
         """Store the UI link of the run (or of the version's runs, without ``run_id``) for the task.
+
+        The link is also written to the task log, once per task: not again by the same task object, nor
+        when a deferred task resumes (the link is then already in its XCom), nor on the later pokes of a
+        sensor in reschedule mode on Airflow 3 (Airflow 2 clears the XCom before each poke and does not
+        count them, so there each poke logs it).
 
         :param context: the task context.
         :param ids: the pipeline version.
         :param run_id: the run, if the task is about one run.
         """
         url = self.hook.run_url(ids, run_id) if run_id is not None else self.hook.run_url(ids, "").rstrip("/")
-        context["ti"].xcom_push(key=ClarifaiPipelineRunLink().xcom_key, value=url)
+        ti = context["ti"]
+        key = ClarifaiPipelineRunLink().xcom_key
+        logged: set[str] = self.__dict__.setdefault("_clarifai_logged_links", set())
+        repeat = url in logged or bool(context.get("task_reschedule_count"))
+        if not repeat:
+            try:
+                repeat = ti.xcom_pull(task_ids=ti.task_id, key=key, map_indexes=ti.map_index) == url
+            except Exception:  # a stand-in task instance, or an XCom backend that cannot read: log it
+                repeat = False
+        ti.xcom_push(key=key, value=url)
+        if not repeat:
+            ids_path = f"{ids.user_id}/{ids.app_id}/{ids.pipeline_id}/{ids.pipeline_version_id}"
+            what = f"Run {run_id} of {ids_path}" if run_id is not None else f"Runs of {ids_path}"
+            self.log.info("%s in the Clarifai web UI: %s", what, url)
+        logged.add(url)
         return url

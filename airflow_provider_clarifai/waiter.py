@@ -50,33 +50,45 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class ReadRun:
-    """Read the run's current state (answer: :class:`PipelineRun`).
+    """Read a run's current state (answer: :class:`PipelineRun`).
 
+    :param ids: the run's pipeline version.
+    :param run_id: the run.
     :param within: the most seconds the read may take, retries included (``None``: the policy's own).
     """
 
+    ids: PipelineVersionIds
+    run_id: str
     within: float | None
 
 
 @dataclass(frozen=True)
 class ReadLogs:
-    """Read the run's log lines after ``cursor`` (answer: :class:`RunLogBatch`).
+    """Read a run's log lines after ``cursor`` (answer: :class:`RunLogBatch`).
 
+    :param ids: the run's pipeline version.
+    :param run_id: the run.
     :param cursor: where the last read stopped.
     :param within: the most seconds the read may take, retries included.
     """
 
+    ids: PipelineVersionIds
+    run_id: str
     cursor: RunLogCursor
     within: float | None
 
 
 @dataclass(frozen=True)
 class CancelRun:
-    """Cancel the run (answer: :class:`RunStatusChange`).
+    """Cancel a run (answer: :class:`RunStatusChange`).
 
+    :param ids: the run's pipeline version.
+    :param run_id: the run.
     :param within: the most seconds the cancel may take, retries included.
     """
 
+    ids: PipelineVersionIds
+    run_id: str
     within: float
 
 
@@ -105,6 +117,8 @@ class LogMode(StrEnum):
     AT_END = "at_end"
     #: Read only when the run failed, to put its last lines in the failure (``stream_logs=False``).
     FAILURE_TAIL = "failure_tail"
+    #: Never read (waiting for a paused or cancelled run to settle: its log is not the question).
+    NONE = "none"
 
     @classmethod
     def choose(cls, stream_logs: bool, *, each_look_is_a_new_process: bool = False) -> LogMode:
@@ -118,18 +132,19 @@ class LogMode(StrEnum):
         return cls.AT_END if each_look_is_a_new_process else cls.STREAM
 
 
-def cancel_steps(run_id: str, why: str, log: Any) -> Steps[bool]:
+def cancel_steps(ids: PipelineVersionIds, run_id: str, why: str, log: Any) -> Steps[bool]:
     """Cancel a run on a task's behalf; a failure to cancel is logged, never raised.
 
     The cancel gets :data:`~airflow_provider_clarifai.waiting.WRAP_UP_SECONDS` in all, retries
     included: it runs after a timeout or on kill, when the wait has no time of its own left.
 
+    :param ids: the run's pipeline version.
     :param run_id: the run.
     :param why: the reason, for the log.
     :param log: the task's or trigger's logger.
     """
     try:
-        change: RunStatusChange = yield CancelRun(WRAP_UP_SECONDS)
+        change: RunStatusChange = yield CancelRun(ids, run_id, WRAP_UP_SECONDS)
     except ClarifaiError as error:
         log.error("Could not cancel run %s after %s: %s", run_id, why, error)
         return False
@@ -153,6 +168,7 @@ class RunWaiter:
     drive. The waiter keeps what a wait remembers between looks (the last state noted, the log cursor
     and tail), so a sensor in poke mode keeps one waiter for all its pokes.
 
+    :param ids: the run's pipeline version.
     :param run_id: the run.
     :param spec: which states end the wait, and how.
     :param log: where state changes, log lines and warnings go (the task's or trigger's logger).
@@ -167,6 +183,7 @@ class RunWaiter:
 
     def __init__(
         self,
+        ids: PipelineVersionIds,
         run_id: str,
         spec: RunWaitSpec,
         *,
@@ -178,6 +195,7 @@ class RunWaiter:
         logs: LogMode = LogMode.FAILURE_TAIL,
         log_cursor: RunLogCursor | None = None,
     ) -> None:
+        self.ids = ids
         self.run_id = run_id
         self.spec = spec
         self.log = log
@@ -208,7 +226,7 @@ class RunWaiter:
         """
         if run is None:
             try:
-                run = yield ReadRun(self.time_left())
+                run = yield ReadRun(self.ids, self.run_id, self.time_left())
             except ClarifaiError as error:
                 if error.retryable:
                     self.log.warning("Could not read run %s, will try again: %s", self.run_id, error)
@@ -216,11 +234,11 @@ class RunWaiter:
                 self.error = error
                 return self._event(EventStatus.ERROR, str(error), error_class=type(error).__name__)
         self.last_run = run
-        self._note_state(run)
+        verdict = self.spec.judge(run)
+        self._note_state(run, verdict)
         if self.logs is LogMode.STREAM:
             # After the state was read: when the run has just ended, this read has the end of its log.
             yield from self._read_logs(self.time_left(), echo=True)
-        verdict = self.spec.judge(run)
         if verdict is Verdict.WAITING:
             return None
         if self.logs is LogMode.AT_END or (self.logs is LogMode.FAILURE_TAIL and verdict is Verdict.FAILURE):
@@ -255,7 +273,7 @@ class RunWaiter:
 
         :param why: the reason, for the log.
         """
-        return (yield from cancel_steps(self.run_id, why, self.log))
+        return (yield from cancel_steps(self.ids, self.run_id, why, self.log))
 
     def _time_out(self) -> Steps[RunWaitEvent]:
         cancelled = (yield from self.cancel("the wait timed out")) if self.cancel_on_timeout else False
@@ -266,18 +284,18 @@ class RunWaiter:
             EventStatus.TIMEOUT, message, run=self.last_run, log_tail=list(self.tail), cancelled=cancelled
         )
 
-    def _note_state(self, run: PipelineRun) -> None:
+    def _note_state(self, run: PipelineRun, verdict: Verdict) -> None:
         if run.status_name == self.last_state:
             return
         self.last_state = run.status_name
-        if run.known_status is PipelineRunStatus.PAUSED:
+        if run.known_status is PipelineRunStatus.PAUSED and verdict is Verdict.WAITING:
             self.log.info("Run %s is JOB_PAUSED: still waiting; a paused run is not finished.", self.run_id)
         else:
             self.log.info("Run %s is %s.", self.run_id, run.status_name)
 
     def _read_logs(self, within: float | None, *, echo: bool) -> Steps[None]:
         try:
-            batch: RunLogBatch = yield ReadLogs(self.cursor, within)
+            batch: RunLogBatch = yield ReadLogs(self.ids, self.run_id, self.cursor, within)
         except ClarifaiError as error:
             self.log.warning("Could not read the logs of run %s: %s", self.run_id, error)
             return
@@ -308,19 +326,59 @@ class RunWaiter:
         )
 
 
+def wait_all(
+    waiters: Iterable[RunWaiter],
+    *,
+    deadline: float,
+    poll_interval: float,
+    now: Callable[[], float],
+    on_round: Callable[[list[RunWaiter]], None] | None = None,
+) -> Steps[dict[str, RunWaitEvent]]:
+    """Look at several runs in rounds until each has ended or the shared deadline passes.
+
+    Each round looks once at every run still going (each look cut to the time left), then sleeps the
+    poll interval (cut to the deadline). No timeout event is made and nothing is cancelled: the caller
+    decides what a run still going at the deadline means.
+
+    :param waiters: one waiter per run.
+    :param deadline: UNIX seconds shared by all runs.
+    :param poll_interval: seconds between two rounds.
+    :param now: wall-clock UNIX seconds.
+    :param on_round: called with the runs still going before each sleep (to log them).
+    :returns: the event of every run that ended, by run id; runs still going are absent.
+    """
+    events: dict[str, RunWaitEvent] = {}
+    pending = list(waiters)
+    while pending:
+        going = []
+        for waiter in pending:
+            waiter.deadline = deadline
+            event = yield from waiter.look()
+            if event is None:
+                going.append(waiter)
+            else:
+                events[waiter.run_id] = event
+        pending = going
+        remaining = deadline - now()
+        if not pending or remaining <= 0:
+            break
+        if on_round is not None:
+            on_round(pending)
+        yield Sleep(min(poll_interval, remaining))
+    return events
+
+
 class RunCalls:
-    """Perform a waiter's effects for one run with a hook: blocking (:meth:`run`) or asyncio (:meth:`arun`).
+    """Perform waiters' effects with a hook: blocking (:meth:`run`) or asyncio (:meth:`arun`).
 
     Each call runs under ``hook.time_limit`` of the effect's ``within``; sleeps use the hook's clock,
     so a test's fake clock drives the whole wait.
 
     :param hook: the hook to call.
-    :param ids: the run's pipeline version.
-    :param run_id: the run.
     """
 
-    def __init__(self, hook: ClarifaiHook, ids: PipelineVersionIds, run_id: str) -> None:
-        self.hook, self.ids, self.run_id = hook, ids, run_id
+    def __init__(self, hook: ClarifaiHook) -> None:
+        self.hook = hook
 
     def run(self, steps: Steps[T]) -> T:
         """Drive ``steps`` to the end with blocking calls; return what they return.
@@ -365,10 +423,10 @@ class RunCalls:
             return None
         with hook.time_limit(effect.within):
             if isinstance(effect, ReadRun):
-                return hook.get_run(self.ids, self.run_id)
+                return hook.get_run(effect.ids, effect.run_id)
             if isinstance(effect, ReadLogs):
-                return hook.get_run_logs(self.ids, self.run_id, cursor=effect.cursor)
-            return _only_change(hook.set_runs_status(self.ids, [self.run_id], RunAction.CANCEL))
+                return hook.get_run_logs(effect.ids, effect.run_id, cursor=effect.cursor)
+            return _only_change(hook.set_runs_status(effect.ids, [effect.run_id], RunAction.CANCEL))
 
     async def _aperform(self, effect: Effect) -> Any:
         hook = self.hook
@@ -377,59 +435,12 @@ class RunCalls:
             return None
         with hook.time_limit(effect.within):
             if isinstance(effect, ReadRun):
-                return await hook.aget_run(self.ids, self.run_id)
+                return await hook.aget_run(effect.ids, effect.run_id)
             if isinstance(effect, ReadLogs):
-                return await hook.aget_run_logs(self.ids, self.run_id, cursor=effect.cursor)
-            return _only_change(await hook.aset_runs_status(self.ids, [self.run_id], RunAction.CANCEL))
+                return await hook.aget_run_logs(effect.ids, effect.run_id, cursor=effect.cursor)
+            return _only_change(await hook.aset_runs_status(effect.ids, [effect.run_id], RunAction.CANCEL))
 
 
 def _only_change(changes: Iterable[RunStatusChange]) -> RunStatusChange:
     (change,) = changes
     return change
-
-
-def with_log_tail(message: str, tail: Iterable[str]) -> str:
-    """``message`` followed by the run's last log lines, if any.
-
-    :param message: what happened.
-    :param tail: the last log lines.
-    """
-    lines = list(tail)
-    if not lines:
-        return message
-    return message + "\nLast log lines of the run:\n" + "\n".join(f"  {line}" for line in lines)
-
-
-def settle(
-    event: RunWaitEvent,
-    log: Any,
-    *,
-    failed: type[Exception],
-    timed_out: type[Exception],
-    error: ClarifaiError | None = None,
-) -> dict[str, Any] | None:
-    """Turn a wait's event into the task's result: the run's summary on success, else raise.
-
-    The same for every mode: a deferred task's ``execute_complete`` and a polling task call it with
-    the same event.
-
-    :param event: the wait's event.
-    :param log: the task's logger.
-    :param failed: the exception for a failed run.
-    :param timed_out: the exception for a timeout.
-    :param error: the API error behind an ``error`` event, when the wait ran in this process (raised as
-        is); otherwise the error is rebuilt from the event's class name.
-    :raises ClarifaiError: for an ``error`` event.
-    """
-    if event.status is EventStatus.SUCCESS:
-        log.info(event.message)
-        return event.run
-    message = with_log_tail(event.message, event.log_tail)
-    if event.status is EventStatus.FAILURE:
-        raise failed(message)
-    if event.status is EventStatus.TIMEOUT:
-        raise timed_out(message)
-    if error is not None:
-        raise error
-    event.raise_for_error()
-    raise ClarifaiError(f"Unhandled event {event.status}.")

@@ -242,6 +242,53 @@ class RunWaitEvent:
         raise error_type(self.message)
 
 
+def with_log_tail(message: str, tail: Iterable[str]) -> str:
+    """``message`` followed by the run's last log lines, if any.
+
+    :param message: what happened.
+    :param tail: the last log lines.
+    """
+    lines = list(tail)
+    if not lines:
+        return message
+    return message + "\nLast log lines of the run:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def settle(
+    event: RunWaitEvent,
+    log: Any,
+    *,
+    failed: type[Exception],
+    timed_out: type[Exception],
+    error: ClarifaiError | None = None,
+) -> dict[str, Any] | None:
+    """Turn a wait's event into the task's result: the run's summary on success, else raise.
+
+    The same for every mode: a deferred task's ``execute_complete`` and a polling task call it with
+    the same event.
+
+    :param event: the wait's event.
+    :param log: the task's logger.
+    :param failed: the exception for a failed run.
+    :param timed_out: the exception for a timeout.
+    :param error: the API error behind an ``error`` event, when the wait ran in this process (raised as
+        is); otherwise the error is rebuilt from the event's class name.
+    :raises ClarifaiError: for an ``error`` event.
+    """
+    if event.status is EventStatus.SUCCESS:
+        log.info(event.message)
+        return event.run
+    message = with_log_tail(event.message, event.log_tail)
+    if event.status is EventStatus.FAILURE:
+        raise failed(message)
+    if event.status is EventStatus.TIMEOUT:
+        raise timed_out(message)
+    if error is not None:
+        raise error
+    event.raise_for_error()
+    raise ClarifaiError(f"Unhandled event {event.status}.")
+
+
 def _malformed(why: str) -> ClarifaiError:
     return exceptions.ClarifaiUnexpectedResponseError(
         f"The Clarifai trigger sent a malformed event ({why}). Failing closed; the run's state is unknown."

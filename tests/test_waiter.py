@@ -19,6 +19,7 @@ from airflow_provider_clarifai.exceptions import (
     ClarifaiRunTimeoutError,
     ClarifaiUnavailableError,
 )
+from airflow_provider_clarifai.ids import PipelineVersionIds
 from airflow_provider_clarifai.runs import (
     PipelineRun,
     RunLogBatch,
@@ -36,35 +37,36 @@ from airflow_provider_clarifai.waiter import (
     RunWaiter,
     Sleep,
     Steps,
-    settle,
-    with_log_tail,
+    wait_all,
 )
-from airflow_provider_clarifai.waiting import EventStatus, RunWaitEvent, RunWaitSpec
+from airflow_provider_clarifai.waiting import EventStatus, RunWaitEvent, RunWaitSpec, settle, with_log_tail
 
 LOG = logging.getLogger("test-waiter")
+IDS = PipelineVersionIds("u", "a", "p", "v")
 
 
-def run(state: PipelineRunStatus | int) -> PipelineRun:
+def run(state: PipelineRunStatus | int, run_id: str = "r1") -> PipelineRun:
     code = state.code if isinstance(state, PipelineRunStatus) else state
     name = state.value if isinstance(state, PipelineRunStatus) else f"CODE_{state}"
-    return PipelineRun(run_id="r1", status_code=code, status_name=name)
+    return PipelineRun(run_id=run_id, status_code=code, status_name=name)
 
 
 class Service:
     """Answers a waiter's effects from scripts and records them; sleeping moves the fake clock.
 
-    :param states: what each read answers, in order (an exception is raised instead of answered).
+    :param states: what each read answers, in order (an exception is raised instead of answered); a
+        dict gives each run its own script.
     :param logs: the log lines each log read returns, in order (default: none).
     :param cancel: what the cancel answers (an exception is raised).
     """
 
     def __init__(
         self,
-        states: list[PipelineRunStatus | int | Exception],
+        states: list[PipelineRunStatus | int | Exception] | dict[str, list[PipelineRunStatus]],
         logs: list[list[str]] | None = None,
         cancel: RunStatusChange | Exception | None = None,
     ) -> None:
-        self.states = list(states)
+        self.states = states if isinstance(states, dict) else {"r1": list(states)}
         self.logs = list(logs or [])
         self.cancel = cancel
         self.effects: list[Effect] = []
@@ -79,10 +81,12 @@ class Service:
             self.clock += effect.seconds
             return None
         if isinstance(effect, ReadRun):
-            state = self.states.pop(0)
+            assert effect.ids == IDS
+            script = self.states[effect.run_id]
+            state = script.pop(0) if len(script) > 1 else script[0]
             if isinstance(state, Exception):
                 raise state
-            return run(state)
+            return run(state, effect.run_id)
         if isinstance(effect, ReadLogs):
             lines = self.logs.pop(0) if self.logs else []
             cursor = RunLogCursor(page=effect.cursor.page + 1)
@@ -111,9 +115,11 @@ def drive(steps: Steps[Any], answer: Callable[[Effect], Any]) -> Any:
             error = failed
 
 
-def waiter(service: Service, **options: Any) -> RunWaiter:
+def waiter(
+    service: Service, run_id: str = "r1", spec: RunWaitSpec | None = None, **options: Any
+) -> RunWaiter:
     options.setdefault("poll_interval", 10.0)
-    return RunWaiter("r1", RunWaitSpec(), log=LOG, now=service.now, **options)
+    return RunWaiter(IDS, run_id, spec or RunWaitSpec(), log=LOG, now=service.now, **options)
 
 
 def test_a_look_at_a_running_run_says_keep_waiting_and_notes_the_state_once(caplog):
@@ -212,6 +218,7 @@ def test_at_end_mode_reads_and_writes_the_log_only_when_the_run_ended(caplog):
 
 def test_a_log_read_that_fails_does_not_fail_the_wait(caplog):
     service = Service([PipelineRunStatus.FAILED])
+
     def answer(effect: Effect) -> Any:
         if isinstance(effect, ReadLogs):
             raise ClarifaiUnavailableError("down")
@@ -238,7 +245,7 @@ def test_a_transient_error_keeps_waiting_and_a_permanent_one_ends_the_wait(caplo
 
 
 def test_the_deadline_cuts_sleeps_and_calls_and_times_out_without_cancelling_by_default():
-    service = Service([PipelineRunStatus.RUNNING] * 4)
+    service = Service([PipelineRunStatus.RUNNING])
     wait = waiter(service, deadline=1025.0)
 
     event = drive(wait.wait(), service.answer)
@@ -315,3 +322,38 @@ def test_settle_turns_every_event_into_the_tasks_outcome():
 def test_with_log_tail_appends_the_lines_only_when_there_are_some():
     assert with_log_tail("boom", []) == "boom"
     assert with_log_tail("boom", ["a", "b"]) == "boom\nLast log lines of the run:\n  a\n  b"
+
+
+def test_wait_all_looks_at_every_run_still_going_each_round_until_a_shared_deadline(caplog):
+    settled = RunWaitSpec(frozenset({PipelineRunStatus.PAUSED}), frozenset())
+    service = Service(
+        {
+            "a": [PipelineRunStatus.RUNNING, PipelineRunStatus.RUNNING, PipelineRunStatus.PAUSED],
+            "b": [PipelineRunStatus.PAUSED],
+            "c": [PipelineRunStatus.RUNNING],
+        }
+    )
+    waiters = [waiter(service, run_id, settled, logs=LogMode.NONE) for run_id in "abc"]
+    rounds: list[list[str]] = []
+
+    events = drive(
+        wait_all(
+            waiters,
+            deadline=1005.0,
+            poll_interval=2.0,
+            now=service.now,
+            on_round=lambda going: rounds.append([w.run_id for w in going]),
+        ),
+        service.answer,
+    )
+
+    assert sorted(events) == ["a", "b"]
+    assert events["a"].status is EventStatus.SUCCESS and events["b"].status is EventStatus.SUCCESS
+    reads = [(e.run_id, e.within) for e in service.effects if isinstance(e, ReadRun)]
+    # Each read is cut to the time the shared deadline has left; the last, with none left, is still made.
+    assert reads == [("a", 5), ("b", 5), ("c", 5), ("a", 3), ("c", 3), ("a", 1), ("c", 1), ("c", 0)]
+    assert [e.seconds for e in service.effects if isinstance(e, Sleep)] == [2, 2, 1]
+    assert rounds == [["a", "c"], ["a", "c"], ["c"]]
+    # A paused run is the goal here, not "still waiting": the waiter says so only when it waits.
+    assert "still waiting" not in caplog.text
+    assert "ReadLogs" not in service.kinds()

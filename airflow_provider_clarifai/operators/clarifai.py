@@ -15,7 +15,6 @@ with it gRPC) is built on first use inside ``execute``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -36,16 +35,15 @@ from airflow_provider_clarifai.operators.outcomes import (
     RunChangeOutcome,
     _batch_failure_message,
     _format_table,
-    _has_settled,
     _record_before_change,
     _record_change,
     _RunRecord,
+    settled_spec,
     where,
 )
 from airflow_provider_clarifai.status import (
     PipelineRunStatus,
     RunAction,
-    UnknownRunStatusError,
     format_statuses,
     parse_statuses,
 )
@@ -57,7 +55,6 @@ if TYPE_CHECKING:
     from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
     from airflow_provider_clarifai.ids import PipelineVersionIds
     from airflow_provider_clarifai.retry import RetryPolicy
-    from airflow_provider_clarifai.runs import PipelineRun
 
 
 class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
@@ -326,62 +323,67 @@ class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
     def _wait_until_settled(
         self, hook: ClarifaiHook, ids: PipelineVersionIds, records: list[_RunRecord]
     ) -> None:
-        """Poll the changed runs until each has settled, or mark the rest timed out after ``wait_timeout``.
+        """Wait (with the one waiter) until each changed run has settled, or mark it timed out.
 
         :param hook: the hook.
         :param ids: the pipeline version.
-        :param records: every run's record; only the changed ones are polled.
+        :param records: every run's record; only the changed ones are waited on.
         """
-        deadline = time.monotonic() + self.wait_timeout
-        pending = [record for record in records if record.outcome is RunChangeOutcome.CHANGED]
-        while pending:
-            still_pending = []
-            for record in pending:
-                # Each read is cut to the time the wait has left (at least one short attempt).
-                with hook.time_limit(deadline - time.monotonic()):
-                    settled = self._poll_once(hook, ids, record)
-                if not settled:
-                    still_pending.append(record)
-            pending = still_pending
-            if not pending:
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
+        from airflow_provider_clarifai.status import UnknownRunStatusError
+        from airflow_provider_clarifai.waiter import LogMode, RunCalls, RunWaiter, wait_all
+        from airflow_provider_clarifai.waiting import EventStatus
+
+        settled = settled_spec(self.action)
+        changed = {r.run_id: r for r in records if r.outcome is RunChangeOutcome.CHANGED}
+        waiters = [
+            RunWaiter(ids, run_id, settled, log=self.log, now=hook.clock.now, logs=LogMode.NONE)
+            for run_id in changed
+        ]
+
+        def note(going: list[RunWaiter]) -> None:
             self.log.info(
                 "Waiting for %d run(s) to settle after %s: %s.",
-                len(pending),
+                len(going),
                 self.action.value,
-                ", ".join(f"{record.run_id} ({record.state_after})" for record in pending),
-            )
-            time.sleep(min(self.poll_interval, remaining))
-        for record in pending:
-            record.outcome = RunChangeOutcome.TIMED_OUT
-            record.message = (
-                f"{_PAST_TENSE[self.action]}, but still {record.state_after} after waiting "
-                f"{self.wait_timeout:g} s for it to settle"
+                ", ".join(f"{waiter.run_id} ({waiter.last_state})" for waiter in going),
             )
 
-    def _poll_once(self, hook: ClarifaiHook, ids: PipelineVersionIds, record: _RunRecord) -> bool:
-        """Read one changed run; return whether it no longer needs polling."""
-        try:
-            run: PipelineRun = hook.get_run(ids, record.run_id)
-        except ClarifaiNotFoundError as err:
-            record.outcome = RunChangeOutcome.FAILED
-            record.message = f"{_PAST_TENSE[self.action]}, then no longer found while waiting: {err}"
-            record.state_after = None
-            return True
-        record.state_after = run.status_name
-        try:
-            status = run.status
-        except UnknownRunStatusError as err:
-            record.outcome = RunChangeOutcome.FAILED
-            record.message = f"{_PAST_TENSE[self.action]}, then {err}"
-            return True
-        if _has_settled(self.action, status):
-            record.message = f"{_PAST_TENSE[self.action]} ({record.state_before} -> {status.value}, settled)"
-            return True
-        return False
+        events = RunCalls(hook).run(
+            wait_all(
+                waiters,
+                deadline=hook.clock.now() + self.wait_timeout,
+                poll_interval=self.poll_interval,
+                now=hook.clock.now,
+                on_round=note,
+            )
+        )
+        done = _PAST_TENSE[self.action]
+        for waiter in waiters:
+            record, event = changed[waiter.run_id], events.get(waiter.run_id)
+            if waiter.last_state is not None:
+                record.state_after = waiter.last_state
+            if event is None:
+                record.outcome = RunChangeOutcome.TIMED_OUT
+                record.message = (
+                    f"{done}, but still {record.state_after} after waiting {self.wait_timeout:g} s "
+                    "for it to settle"
+                )
+            elif event.status is EventStatus.SUCCESS:
+                record.message = f"{done} ({record.state_before} -> {record.state_after}, settled)"
+            elif event.error_class == "ClarifaiNotFoundError":
+                record.outcome = RunChangeOutcome.FAILED
+                record.message = f"{done}, then no longer found while waiting: {event.message}"
+                record.state_after = None
+            elif event.status is EventStatus.ERROR and waiter.error is not None:
+                raise waiter.error
+            else:  # a state this provider does not know: failing closed
+                unknown = waiter.last_run
+                record.outcome = RunChangeOutcome.FAILED
+                record.message = f"{done}, then " + (
+                    str(UnknownRunStatusError(unknown.status_code, unknown.status_name))
+                    if unknown is not None
+                    else event.message
+                )
 
 
 class ClarifaiPausePipelineRunOperator(ClarifaiPipelineRunStatusOperator):

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_clarifai.status import PipelineRunStatus, RunAction
+from airflow_provider_clarifai.waiting import RunWaitSpec
 
 if TYPE_CHECKING:
     from airflow_provider_clarifai.ids import PipelineVersionIds
@@ -67,17 +68,17 @@ _FAILURE_OUTCOMES = frozenset(
 )
 
 
-def _has_settled(action: RunAction, status: PipelineRunStatus) -> bool:
-    """Whether a run the action was applied to has settled: it left every state the action applies to.
+def settled_spec(action: RunAction) -> RunWaitSpec:
+    """When a run the action was applied to has settled: it left every state the action applies to.
 
     A paused run has settled once it is ``JOB_PAUSED`` or terminal; a resumed one once it is no longer
     ``JOB_PAUSED``; a cancelled one once it is terminal. The rule reads only ``action.allowed_from``, so
-    it follows the transition table in :mod:`airflow_provider_clarifai.status`.
+    it follows the transition table in :mod:`airflow_provider_clarifai.status`. An unknown state is a
+    failure (fail closed), as in every wait.
 
     :param action: the action that was applied.
-    :param status: the run's current state.
     """
-    return status not in action.allowed_from
+    return RunWaitSpec(frozenset(set(PipelineRunStatus) - set(action.allowed_from)), frozenset())
 
 
 @dataclass

@@ -254,6 +254,7 @@ class ClarifaiRunPipelineOperator(ClarifaiTaskMixin, BaseOperator):
         from airflow_provider_clarifai.waiter import LogMode, RunCalls, RunWaiter
 
         waiter = RunWaiter(
+            ids,
             run.run_id,
             spec,
             log=self.log,
@@ -263,7 +264,7 @@ class ClarifaiRunPipelineOperator(ClarifaiTaskMixin, BaseOperator):
             cancel_on_timeout=self.cancel_on_timeout,
             logs=LogMode.choose(self.stream_logs),
         )
-        event = RunCalls(self.hook, ids, run.run_id).run(waiter.wait(first=run))
+        event = RunCalls(self.hook).run(waiter.wait(first=run))
         self._active_run = None
         return self._settle(event, waiter.error)
 
@@ -309,7 +310,7 @@ class ClarifaiRunPipelineOperator(ClarifaiTaskMixin, BaseOperator):
     def _settle(self, event: RunWaitEvent, error: ClarifaiError | None = None) -> Any:
         """The task's result for the wait's event, the same polling or deferred."""
         from airflow_provider_clarifai.exceptions import ClarifaiRunFailedError, ClarifaiRunTimeoutError
-        from airflow_provider_clarifai.waiter import settle
+        from airflow_provider_clarifai.waiting import settle
 
         return settle(
             event, self.log, failed=ClarifaiRunFailedError, timed_out=ClarifaiRunTimeoutError, error=error

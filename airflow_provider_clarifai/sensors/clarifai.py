@@ -138,6 +138,7 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
             self._ids = self.resolve_ids()
             self.persist_run_link(context, self._ids, self.pipeline_version_run_id)
             self._waiter = RunWaiter(
+                self._ids,
                 self.pipeline_version_run_id,
                 self._spec(),
                 log=self.log,
@@ -154,13 +155,13 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
         from airflow_provider_clarifai.waiter import RunCalls
 
         waiter.deadline = waiter.now() + time_left
-        event = RunCalls(self.hook, ids, self.pipeline_version_run_id).run(waiter.look())
+        event = RunCalls(self.hook).run(waiter.look())
         return None if event is None else self._settle(event, waiter.error)
 
     def _settle(self, event: RunWaitEvent, error: ClarifaiError | None = None) -> Any:
         """The task's result for the wait's event, the same in every mode (``execute_complete`` too)."""
         from airflow_provider_clarifai.exceptions import ClarifaiError, ClarifaiWatchedRunFailedError
-        from airflow_provider_clarifai.waiter import settle
+        from airflow_provider_clarifai.waiting import settle
 
         try:
             return settle(
@@ -204,9 +205,7 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
                 if self._waiting_after_last_poke and self.cancel_on_timeout:
                     from airflow_provider_clarifai.waiter import RunCalls
 
-                    RunCalls(self.hook, ids, self.pipeline_version_run_id).run(
-                        waiter.cancel("the sensor timed out")
-                    )
+                    RunCalls(self.hook).run(waiter.cancel("the sensor timed out"))
                 raise
         finally:
             # A worker runs many tasks in one process: leave no channel open behind this one.

@@ -181,6 +181,7 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
         await _preload_heavy_modules()
         hook = self._hook()
         waiter = RunWaiter(
+            self.ids,
             self.run_id,
             self.spec,
             log=self.log,
@@ -191,7 +192,7 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
             logs=LogMode.choose(self.stream_logs),
             log_cursor=self.log_cursor,
         )
-        event = await RunCalls(hook, self.ids, self.run_id).arun(waiter.wait())
+        event = await RunCalls(hook).arun(waiter.wait())
         yield TriggerEvent(event.to_dict())
 
     async def on_kill(self) -> None:
@@ -200,7 +201,6 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
         Never called on triggerer restarts or redistribution, so a restart does not cancel the run.
         """
         if self.cancel_on_kill:
-            hook = self._hook()
-            await RunCalls(hook, self.ids, self.run_id).arun(
-                cancel_steps(self.run_id, "the task was killed", self.log)
+            await RunCalls(self._hook()).arun(
+                cancel_steps(self.ids, self.run_id, "the task was killed", self.log)
             )

@@ -9,7 +9,6 @@ changes them.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 import pytest
 
 from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
-from airflow_provider_clarifai.operators import clarifai as operators
 from airflow_provider_clarifai.operators.clarifai import (
     ClarifaiCancelPipelineRunOperator,
     ClarifaiPausePipelineRunOperator,
@@ -26,16 +24,18 @@ from airflow_provider_clarifai.operators.clarifai import (
     ClarifaiResumePipelineRunOperator,
     RunChangeOutcome,
     _batch_failure_message,
-    _has_settled,
     _record_before_change,
     _record_change,
     _RunRecord,
+    settled_spec,
 )
 from airflow_provider_clarifai.runs import PipelineRun, RunStatusChange
 from airflow_provider_clarifai.status import PipelineRunStatus, RunAction
+from airflow_provider_clarifai.waiting import Verdict
 from tests.airflow_dags import run_dag_test, write_dag
 
 VERSION = ("demo-user", "pipelines-app", "nightly-training", "v1")
+IDS_NAMES = ("user_id", "app_id", "pipeline_id", "pipeline_version_id")
 IDS_SOURCE = (
     "IDS = dict(user_id='demo-user', app_id='pipelines-app', pipeline_id='nightly-training', "
     "pipeline_version_id='v1')"
@@ -90,12 +90,6 @@ def dags(dag_folder):
     return dag_folder
 
 
-@pytest.fixture
-def emulator(clarifai_emulator, clarifai_connection):
-    clarifai_emulator.backend.set_rate_limit(None)
-    return clarifai_emulator
-
-
 def seed(emulator, **runs: str) -> None:
     for run_id, status in runs.items():
         emulator.backend.add_run(*VERSION, run_id.replace("_", "-"), status=status)
@@ -129,7 +123,12 @@ def by_run(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 )
 def test_a_changed_run_has_settled_once_it_left_the_states_the_action_applies_to(action, settled, unsettled):
     assert settled | unsettled == set(PipelineRunStatus)
-    assert {status for status in PipelineRunStatus if _has_settled(action, status)} == settled
+    spec = settled_spec(action)
+    judged = {status: spec.judge(PipelineRun("r", status.code, status.value)) for status in PipelineRunStatus}
+    assert {status for status, verdict in judged.items() if verdict is Verdict.SUCCESS} == settled
+    assert {status for status, verdict in judged.items() if verdict is Verdict.WAITING} == unsettled
+    # A state this provider does not know has not settled into anything: fail closed.
+    assert spec.judge(PipelineRun("r", 99, "CODE_99")) is Verdict.FAILURE
 
 
 @pytest.mark.parametrize(
@@ -255,96 +254,119 @@ def test_operators_declare_their_action_templates_and_link():
     assert "hook" not in vars(op)  # Built lazily, in execute.
 
 
-# Waiting, with a scripted hook and a fake clock (the emulator settles every change at once) ---------
+# Waiting, through execute, with a scripted service and a fake clock (the emulator settles every
+# change at once) ------------------------------------------------------------------------------------
 
 
 class ScriptedHook:
-    """Answers get_run from a script of states per run, one state per read (the last one repeats)."""
+    """Stands in for the hook: every run is read as its script says, one state per read after the
+    change (the last one repeats); the change itself is applied. Sleeping moves a fake clock."""
 
-    def __init__(self, script: dict[str, list[str]]) -> None:
-        self.script = script
+    def __init__(self, before: dict[str, str], after: dict[str, list[str]]) -> None:
+        from airflow_provider_clarifai.retry import RetryClock
+
+        self.before, self.after = before, after
+        self.changed = False
         self.reads: list[str] = []
-        #: The time left given to each read (ClarifaiHook.time_limit).
-        self.limits: list[float | None] = []
-
-    @contextmanager
-    def time_limit(self, seconds: float | None) -> Iterator[None]:
-        self.limits.append(seconds)
-        yield
-
-    def get_run(self, ids: Any, run_id: str) -> PipelineRun:
-        self.reads.append(run_id)
-        states = self.script[run_id]
-        name = states.pop(0) if len(states) > 1 else states[0]
-        code = PipelineRunStatus(name).code
-        return PipelineRun(run_id=run_id, status_code=code, status_name=name)
-
-
-class FakeTime:
-    """The operators module's ``time``: a monotonic clock that moves only when the code under test sleeps.
-
-    Replaces the module's name, not ``time.monotonic`` itself, so nothing else in the process (the
-    retry policy, gRPC's threads) has its clock changed.
-    """
-
-    def __init__(self) -> None:
-        self.now = 1000.0
         self.sleeps: list[float] = []
+        #: The time left given to each read after the change (ClarifaiHook.time_limit).
+        self.limits: list[float | None] = []
+        self.now = 1000.0
+        self.clock = RetryClock(now=lambda: self.now, sleep=self._sleep)
+        self.batch_size = 100
 
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
+    def _sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(time, name)
+    def resolve_ids(self, **_: Any) -> Any:
+        from airflow_provider_clarifai.ids import PipelineVersionIds
+
+        return PipelineVersionIds(*VERSION)
+
+    def run_url(self, ids: Any, run_id: str) -> str:
+        return f"https://clarifai.invalid/{run_id}"
+
+    @contextmanager
+    def time_limit(self, seconds: float | None) -> Iterator[None]:
+        if self.changed:
+            self.limits.append(seconds)
+        yield
+
+    def get_run(self, ids: Any, run_id: str) -> PipelineRun:
+        if not self.changed:
+            name = self.before[run_id]
+        else:
+            self.reads.append(run_id)
+            states = self.after[run_id]
+            name = states.pop(0) if len(states) > 1 else states[0]
+        return PipelineRun(run_id=run_id, status_code=PipelineRunStatus(name).code, status_name=name)
+
+    def set_runs_status(self, ids: Any, run_ids: list[str], action: RunAction) -> list[RunStatusChange]:
+        self.changed = True
+        return [
+            RunStatusChange(run_id, action.target_status, True, action.target_status.value)
+            for run_id in run_ids
+        ]
+
+    def close(self) -> None:
+        pass
 
 
-@pytest.fixture
-def fake_time(monkeypatch):
-    fake = FakeTime()
-    monkeypatch.setattr(operators, "time", fake)
-    return fake.sleeps
+def execute(op: ClarifaiPipelineRunStatusOperator, hook: ScriptedHook) -> list[dict[str, Any]]:
+    from tests.sensors import FakeTaskInstance
+
+    op.hook = hook  # the operator's hook, built on first use, is this one
+    return op.execute({"ti": FakeTaskInstance()})
 
 
-def changed(run_id: str, before: str) -> _RunRecord:
-    return _RunRecord(run_id, before, "JOB_CANCELLED", RunChangeOutcome.CHANGED, "cancelled")
-
-
-def test_waiting_polls_until_every_changed_run_has_settled(fake_time):
-    op = ClarifaiCancelPipelineRunOperator(task_id="t", run_ids="a", wait_for_target=True, poll_interval=2)
-    hook = ScriptedHook({"a": ["JOB_RUNNING", "JOB_RUNNING", "JOB_CANCELLED"], "b": ["JOB_FAILED"]})
-    records = [
-        changed("a", "JOB_RUNNING"),
-        changed("b", "JOB_QUEUED"),
-        _RunRecord("c", outcome=RunChangeOutcome.NOT_FOUND),
-    ]
-    op._wait_until_settled(hook, None, records)
-    assert hook.reads == ["a", "b", "a", "a"]
-    assert fake_time == [2, 2]
-    assert [(r.outcome, r.state_after) for r in records[:2]] == [
-        (RunChangeOutcome.CHANGED, "JOB_CANCELLED"),
-        (RunChangeOutcome.CHANGED, "JOB_FAILED"),  # Terminal is settled for cancel, whatever the end.
-    ]
-    assert "settled" in records[0].message
-
-
-def test_waiting_times_out_and_marks_the_unsettled_runs(fake_time):
-    op = ClarifaiPausePipelineRunOperator(
-        task_id="t", run_ids="a", wait_for_target=True, wait_timeout=5, poll_interval=2
+def test_waiting_polls_until_every_changed_run_has_settled():
+    op = ClarifaiCancelPipelineRunOperator(
+        task_id="t",
+        run_ids=["a", "b"],
+        wait_for_target=True,
+        poll_interval=2,
+        **dict(zip(IDS_NAMES, VERSION, strict=True)),
     )
-    hook = ScriptedHook({"a": ["JOB_RUNNING"], "b": ["JOB_PAUSED"]})
-    records = [changed("a", "JOB_RUNNING"), changed("b", "JOB_QUEUED")]
-    op._wait_until_settled(hook, None, records)
-    assert fake_time == [2, 2, 1]  # The last sleep is cut to the deadline.
+    hook = ScriptedHook(
+        before={"a": "JOB_RUNNING", "b": "JOB_QUEUED"},
+        after={"a": ["JOB_RUNNING", "JOB_RUNNING", "JOB_CANCELLED"], "b": ["JOB_FAILED"]},
+    )
+
+    records = execute(op, hook)
+
+    assert hook.reads == ["a", "b", "a", "a"]
+    assert hook.sleeps == [2, 2]
+    assert [(r["outcome"], r["state_after"]) for r in records] == [
+        ("changed", "JOB_CANCELLED"),
+        ("changed", "JOB_FAILED"),  # Terminal is settled for cancel, whatever the end.
+    ]
+    assert records[0]["message"] == "cancelled (JOB_RUNNING -> JOB_CANCELLED, settled)"
+
+
+def test_waiting_times_out_and_marks_the_unsettled_runs():
+    from airflow_provider_clarifai.exceptions import ClarifaiBatchError
+
+    op = ClarifaiPausePipelineRunOperator(
+        task_id="t",
+        run_ids=["a", "b"],
+        wait_for_target=True,
+        wait_timeout=5,
+        poll_interval=2,
+        **dict(zip(IDS_NAMES, VERSION, strict=True)),
+    )
+    hook = ScriptedHook(
+        before={"a": "JOB_RUNNING", "b": "JOB_QUEUED"}, after={"a": ["JOB_RUNNING"], "b": ["JOB_PAUSED"]}
+    )
+
+    with pytest.raises(ClarifaiBatchError) as failed:
+        execute(op, hook)
+
+    assert hook.sleeps == [2, 2, 1]  # The last sleep is cut to the deadline.
     # Each read is cut to the time left (a and b first, then a alone); the last one, with none left,
     # still gets the retry policy's floor for one short attempt.
     assert hook.limits == [5, 5, 3, 1, 0]
-    assert (records[0].outcome, records[0].state_after) == (RunChangeOutcome.TIMED_OUT, "JOB_RUNNING")
-    assert records[0].message == "paused, but still JOB_RUNNING after waiting 5 s for it to settle"
-    assert records[1].outcome is RunChangeOutcome.CHANGED
+    assert "paused, but still JOB_RUNNING after waiting 5 s for it to settle" in str(failed.value)
     assert RunChangeOutcome.TIMED_OUT.is_failure and RunChangeOutcome.TIMED_OUT.was_applied
 
 
