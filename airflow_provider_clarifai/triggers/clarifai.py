@@ -26,6 +26,7 @@ from airflow_provider_clarifai.runs import RunLogCursor
 from airflow_provider_clarifai.validate import quote, seconds
 from airflow_provider_clarifai.waiter import LogMode, RunCalls, RunWaiter, cancel_steps
 from airflow_provider_clarifai.waiting import RunWaitSpec
+from airflow_provider_clarifai.watcher import WatchedCalls
 
 #: Import these off the event loop before the first call: loading gRPC and the API's messages takes
 #: long enough to be felt by every other trigger on the loop.
@@ -167,6 +168,9 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
 
     #: How the trigger's hook and waiter tell time and wait; tests replace it with a fake clock.
     clock: RetryClock = SYSTEM_CLOCK
+    #: Read the run's state through the process's shared watcher (one listing per pipeline version and
+    #: round for every trigger, see :mod:`airflow_provider_clarifai.watcher`); ``False``: per trigger.
+    share_polls: bool = True
 
     def _hook(self) -> ClarifaiHook:
         return ClarifaiHook(
@@ -192,7 +196,8 @@ class ClarifaiPipelineRunTrigger(BaseTrigger):
             logs=LogMode.choose(self.stream_logs),
             log_cursor=self.log_cursor,
         )
-        event = await RunCalls(hook).arun(waiter.wait())
+        calls = WatchedCalls(hook, self.poll_interval) if self.share_polls else RunCalls(hook)
+        event = await calls.arun(waiter.wait())
         yield TriggerEvent(event.to_dict())
 
     async def on_kill(self) -> None:

@@ -303,6 +303,11 @@ def emulator(clarifai_emulator, clarifai_connection):
 
 @pytest.fixture
 def director(emulator, monkeypatch) -> RunDirector:
+    """The director counts each run's own reads, so deferred waits here read per trigger: the shared
+    watcher lists a whole version at once (tested in tests/triggers/test_shared_polls.py)."""
+    from airflow_provider_clarifai.triggers.clarifai import ClarifaiPipelineRunTrigger
+
+    monkeypatch.setattr(ClarifaiPipelineRunTrigger, "share_polls", False)
     return RunDirector(emulator, monkeypatch)
 
 
