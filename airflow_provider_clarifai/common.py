@@ -140,7 +140,8 @@ class ClarifaiTaskMixin:
         :param run_id: the run.
         :param why: the reason, for the log.
         """
-        from airflow_provider_clarifai.waiter import RunCalls, cancel_steps
+        from airflow_provider_clarifai.effects import RunCalls
+        from airflow_provider_clarifai.waiter import cancel_steps
 
         return RunCalls(self.hook).run(cancel_steps(ids, run_id, why, self.log))
 
@@ -148,9 +149,10 @@ class ClarifaiTaskMixin:
         """Store the UI link of the run (or of the version's runs, without ``run_id``) for the task.
 
         The link is also written to the task log, once per task: not again by the same task object, nor
-        when a deferred task resumes (the link is then already in its XCom), nor on the later pokes of a
-        sensor in reschedule mode on Airflow 3 (Airflow 2 clears the XCom before each poke and does not
-        count them, so there each poke logs it).
+        on the later pokes of a sensor in reschedule mode on Airflow 3, which counts them in the context
+        (Airflow 2 does not, so there each poke logs it). A deferred task's ``execute_complete`` does not
+        store the link again. The stored XCom is not read back to decide: on Airflow 3 a missing XCom
+        logs an error line of its own.
 
         :param context: the task context.
         :param ids: the pipeline version.
@@ -161,11 +163,6 @@ class ClarifaiTaskMixin:
         key = ClarifaiPipelineRunLink().xcom_key
         logged: set[str] = self.__dict__.setdefault("_clarifai_logged_links", set())
         repeat = url in logged or bool(context.get("task_reschedule_count"))
-        if not repeat:
-            try:
-                repeat = ti.xcom_pull(task_ids=ti.task_id, key=key, map_indexes=ti.map_index) == url
-            except Exception:  # a stand-in task instance, or an XCom backend that cannot read: log it
-                repeat = False
         ti.xcom_push(key=key, value=url)
         if not repeat:
             ids_path = f"{ids.user_id}/{ids.app_id}/{ids.pipeline_id}/{ids.pipeline_version_id}"

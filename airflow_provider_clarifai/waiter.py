@@ -6,7 +6,8 @@ that yield the effects they need (:class:`ReadRun`, :class:`ReadLogs`, :class:`C
 asked for. It owns the whole wait: judging the run with :class:`RunWaitSpec`, noting each state once,
 the log cursor and tail, the deadline, cancelling on timeout, and the one :class:`RunWaitEvent` at the
 end. :class:`RunCalls` performs the effects with a hook, blocking or asyncio, so every way of waiting
-drives the same machine:
+drives the same machine (the effects and :class:`~airflow_provider_clarifai.effects.RunCalls` live in
+:mod:`airflow_provider_clarifai.effects`):
 
 - the sensor's poke and reschedule modes run one :meth:`RunWaiter.look` per poke;
 - the sensor's first look before it defers is a :meth:`RunWaiter.look` too;
@@ -22,14 +23,21 @@ is not read at all then: one request fewer per run).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
+from airflow_provider_clarifai.effects import (
+    CancelRun,
+    ListUnfinished,
+    ReadLogs,
+    ReadRun,
+    Sleep,
+    Steps,
+)
 from airflow_provider_clarifai.exceptions import ClarifaiError
 from airflow_provider_clarifai.runs import PipelineRun, RunLogBatch, RunLogCursor, RunStatusChange
-from airflow_provider_clarifai.status import PipelineRunStatus, RunAction
+from airflow_provider_clarifai.status import PipelineRunStatus
 from airflow_provider_clarifai.waiting import (
     LOG_TAIL_LINES,
     WRAP_UP_SECONDS,
@@ -42,69 +50,11 @@ from airflow_provider_clarifai.waiting import (
 )
 
 if TYPE_CHECKING:
-    from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
     from airflow_provider_clarifai.ids import PipelineVersionIds
 
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ReadRun:
-    """Read a run's current state (answer: :class:`PipelineRun`).
-
-    :param ids: the run's pipeline version.
-    :param run_id: the run.
-    :param within: the most seconds the read may take, retries included (``None``: the policy's own).
-    """
-
-    ids: PipelineVersionIds
-    run_id: str
-    within: float | None
-
-
-@dataclass(frozen=True)
-class ReadLogs:
-    """Read a run's log lines after ``cursor`` (answer: :class:`RunLogBatch`).
-
-    :param ids: the run's pipeline version.
-    :param run_id: the run.
-    :param cursor: where the last read stopped.
-    :param within: the most seconds the read may take, retries included.
-    """
-
-    ids: PipelineVersionIds
-    run_id: str
-    cursor: RunLogCursor
-    within: float | None
-
-
-@dataclass(frozen=True)
-class CancelRun:
-    """Cancel a run (answer: :class:`RunStatusChange`).
-
-    :param ids: the run's pipeline version.
-    :param run_id: the run.
-    :param within: the most seconds the cancel may take, retries included.
-    """
-
-    ids: PipelineVersionIds
-    run_id: str
-    within: float
-
-
-@dataclass(frozen=True)
-class Sleep:
-    """Wait before the next look (answer: ``None``).
-
-    :param seconds: how long.
-    """
-
-    seconds: float
-
-
-Effect = ReadRun | ReadLogs | CancelRun | Sleep
-#: A step of the waiter: yields effects, receives their answers, returns ``T``.
-Steps = Generator[Effect, Any, T]
+#: Up to this many runs, :func:`read_states` reads each run; above, it lists the version's unfinished
+#: runs (one request per 1,000) and reads only those not listed.
+GET_EACH_UP_TO = 3
 
 
 class LogMode(StrEnum):
@@ -215,24 +165,28 @@ class RunWaiter:
         """Seconds until the deadline (``None``: no deadline), never below zero."""
         return time_left(self.deadline, self.now())
 
-    def look(self, run: PipelineRun | None = None) -> Steps[RunWaitEvent | None]:
+    def look(self, answer: PipelineRun | ClarifaiError | None = None) -> Steps[RunWaitEvent | None]:
         """Look at the run once: read it (unless given), note its state, follow its log, judge it.
 
         Returns the wait's event when the run has ended (or cannot be read at all), ``None`` while it
         goes on or after a transient error the retry policy could not absorb (the run goes on without
         us: the next look tries again).
 
-        :param run: the run as just read by the caller (the run operator starts with one), if any.
+        :param answer: the run as just read by the caller (the run operator starts with one; a round of
+            :func:`wait_all` reads many at once), or the error that read met.
         """
-        if run is None:
+        if answer is None:
             try:
-                run = yield ReadRun(self.ids, self.run_id, self.time_left())
+                answer = yield ReadRun(self.ids, self.run_id, self.time_left())
             except ClarifaiError as error:
-                if error.retryable:
-                    self.log.warning("Could not read run %s, will try again: %s", self.run_id, error)
-                    return None
-                self.error = error
-                return self._event(EventStatus.ERROR, str(error), error_class=type(error).__name__)
+                answer = error
+        if isinstance(answer, ClarifaiError):
+            if answer.retryable:
+                self.log.warning("Could not read run %s, will try again: %s", self.run_id, answer)
+                return None
+            self.error = answer
+            return self._event(EventStatus.ERROR, str(answer), error_class=type(answer).__name__)
+        run = answer
         self.last_run = run
         verdict = self.spec.judge(run)
         self._note_state(run, verdict)
@@ -326,6 +280,36 @@ class RunWaiter:
         )
 
 
+def read_states(
+    ids: PipelineVersionIds, run_ids: Sequence[str], within: float | None
+) -> Steps[dict[str, PipelineRun | ClarifaiError]]:
+    """The states of several runs of one pipeline version, at the fewest requests.
+
+    Up to :data:`GET_EACH_UP_TO` runs are read one by one; more are looked up in one listing of the
+    version's unfinished runs (every page), and only the runs not in it (finished, or unknown) are read
+    one by one. Errors are answers, per run: a failed listing is every run's answer.
+
+    :param ids: the pipeline version.
+    :param run_ids: the runs.
+    :param within: the most seconds each request may take, retries included.
+    """
+    found: dict[str, PipelineRun | ClarifaiError] = {}
+    if len(run_ids) > GET_EACH_UP_TO:
+        try:
+            listed = yield ListUnfinished(ids, within)
+        except ClarifaiError as error:
+            return {run_id: error for run_id in run_ids}
+        wanted = set(run_ids)
+        found.update((run.run_id, run) for run in listed if run.run_id in wanted)
+    for run_id in run_ids:
+        if run_id not in found:
+            try:
+                found[run_id] = yield ReadRun(ids, run_id, within)
+            except ClarifaiError as error:
+                found[run_id] = error
+    return found
+
+
 def wait_all(
     waiters: Iterable[RunWaiter],
     *,
@@ -336,9 +320,10 @@ def wait_all(
 ) -> Steps[dict[str, RunWaitEvent]]:
     """Look at several runs in rounds until each has ended or the shared deadline passes.
 
-    Each round looks once at every run still going (each look cut to the time left), then sleeps the
-    poll interval (cut to the deadline). No timeout event is made and nothing is cancelled: the caller
-    decides what a run still going at the deadline means.
+    Each round reads the runs still going with :func:`read_states` (one listing per pipeline version
+    when there are many, each request cut to the time left) and lets each waiter look at its run, then
+    sleeps the poll interval (cut to the deadline). No timeout event is made and nothing is cancelled:
+    the caller decides what a run still going at the deadline means.
 
     :param waiters: one waiter per run.
     :param deadline: UNIX seconds shared by all runs.
@@ -350,14 +335,19 @@ def wait_all(
     events: dict[str, RunWaitEvent] = {}
     pending = list(waiters)
     while pending:
-        going = []
+        by_version: dict[PipelineVersionIds, list[RunWaiter]] = {}
         for waiter in pending:
             waiter.deadline = deadline
-            event = yield from waiter.look()
-            if event is None:
-                going.append(waiter)
-            else:
-                events[waiter.run_id] = event
+            by_version.setdefault(waiter.ids, []).append(waiter)
+        going = []
+        for ids, group in by_version.items():
+            answers = yield from read_states(ids, [w.run_id for w in group], time_left(deadline, now()))
+            for waiter in group:
+                event = yield from waiter.look(answers[waiter.run_id])
+                if event is None:
+                    going.append(waiter)
+                else:
+                    events[waiter.run_id] = event
         pending = going
         remaining = deadline - now()
         if not pending or remaining <= 0:
@@ -366,81 +356,3 @@ def wait_all(
             on_round(pending)
         yield Sleep(min(poll_interval, remaining))
     return events
-
-
-class RunCalls:
-    """Perform waiters' effects with a hook: blocking (:meth:`run`) or asyncio (:meth:`arun`).
-
-    Each call runs under ``hook.time_limit`` of the effect's ``within``; sleeps use the hook's clock,
-    so a test's fake clock drives the whole wait.
-
-    :param hook: the hook to call.
-    """
-
-    def __init__(self, hook: ClarifaiHook) -> None:
-        self.hook = hook
-
-    def run(self, steps: Steps[T]) -> T:
-        """Drive ``steps`` to the end with blocking calls; return what they return.
-
-        :param steps: a waiter's steps.
-        """
-        answer: Any = None
-        error: ClarifaiError | None = None
-        while True:
-            try:
-                effect = steps.throw(error) if error is not None else steps.send(answer)
-            except StopIteration as done:
-                return done.value
-            answer, error = None, None
-            try:
-                answer = self._perform(effect)
-            except ClarifaiError as failed:
-                error = failed
-
-    async def arun(self, steps: Steps[T]) -> T:
-        """Drive ``steps`` to the end with asyncio calls; return what they return.
-
-        :param steps: a waiter's steps.
-        """
-        answer: Any = None
-        error: ClarifaiError | None = None
-        while True:
-            try:
-                effect = steps.throw(error) if error is not None else steps.send(answer)
-            except StopIteration as done:
-                return done.value
-            answer, error = None, None
-            try:
-                answer = await self._aperform(effect)
-            except ClarifaiError as failed:
-                error = failed
-
-    def _perform(self, effect: Effect) -> Any:
-        hook = self.hook
-        if isinstance(effect, Sleep):
-            hook.clock.sleep(effect.seconds)
-            return None
-        with hook.time_limit(effect.within):
-            if isinstance(effect, ReadRun):
-                return hook.get_run(effect.ids, effect.run_id)
-            if isinstance(effect, ReadLogs):
-                return hook.get_run_logs(effect.ids, effect.run_id, cursor=effect.cursor)
-            return _only_change(hook.set_runs_status(effect.ids, [effect.run_id], RunAction.CANCEL))
-
-    async def _aperform(self, effect: Effect) -> Any:
-        hook = self.hook
-        if isinstance(effect, Sleep):
-            await hook.clock.asleep(effect.seconds)
-            return None
-        with hook.time_limit(effect.within):
-            if isinstance(effect, ReadRun):
-                return await hook.aget_run(effect.ids, effect.run_id)
-            if isinstance(effect, ReadLogs):
-                return await hook.aget_run_logs(effect.ids, effect.run_id, cursor=effect.cursor)
-            return _only_change(await hook.aset_runs_status(effect.ids, [effect.run_id], RunAction.CANCEL))
-
-
-def _only_change(changes: Iterable[RunStatusChange]) -> RunStatusChange:
-    (change,) = changes
-    return change

@@ -31,20 +31,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_clarifai.effects import Effect, ListUnfinished, ReadRun, RunCalls, Sleep
 from airflow_provider_clarifai.exceptions import ClarifaiError, ClarifaiUnavailableError
 from airflow_provider_clarifai.retry import MIN_ATTEMPT_SECONDS
-from airflow_provider_clarifai.status import PipelineRunStatus
-from airflow_provider_clarifai.waiter import Effect, ReadRun, RunCalls, Sleep
+from airflow_provider_clarifai.waiter import read_states
 
 if TYPE_CHECKING:
     from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
     from airflow_provider_clarifai.ids import PipelineVersionIds
     from airflow_provider_clarifai.runs import PipelineRun
 
-#: The largest page ListPipelineVersionRuns accepts.
-LIST_PAGE_SIZE = 1000
-#: The states a round lists; a watched run in none of them has finished (or its state is unknown).
-UNFINISHED = tuple(status for status in PipelineRunStatus if not status.is_terminal)
 #: A read may be answered this fraction of its poll interval early, to join a round that is being made.
 EARLY_FRACTION = 0.1
 #: A round waits this fraction of the shortest poll interval it serves (at most :data:`GATHER_MAX`
@@ -195,31 +191,12 @@ class RunWatcher:
 
     async def _serve(self, reads: list[_Read]) -> None:
         loop = asyncio.get_running_loop()
-        hook = self.hook
         self.counts.rounds += 1
         TOTALS.rounds += 1
         deadlines = [entry.deadline for entry in reads]
         limit = None if None in deadlines else max(d for d in deadlines if d is not None) - loop.time()
-        try:
-            with hook.time_limit(limit):
-                listed = await hook.alist_runs(self.ids, statuses=UNFINISHED, per_page=LIST_PAGE_SIZE)
-        except ClarifaiError as error:
-            self._count(lists=1)
-            for entry in reads:
-                _settle(entry, error=error)
-            return
-        self._count(lists=1)
-        found: dict[str, PipelineRun | ClarifaiError] = {run.run_id: run for run in listed}
-        missing = sorted({entry.run_id for entry in reads} - found.keys())
-        if missing:
-            self._count(gets=len(missing))
-            results = await asyncio.gather(
-                *(self._get(run_id, limit) for run_id in missing), return_exceptions=True
-            )
-            for run_id, result in zip(missing, results, strict=True):
-                if isinstance(result, BaseException) and not isinstance(result, ClarifaiError):
-                    raise result
-                found[run_id] = result
+        run_ids = sorted({entry.run_id for entry in reads})
+        found = await _CountingCalls(self.hook, self).arun(read_states(self.ids, run_ids, limit))
         for entry in reads:
             result = found[entry.run_id]
             if isinstance(result, ClarifaiError):
@@ -228,10 +205,6 @@ class RunWatcher:
                 _settle(entry, run=result)
                 self.counts.answered += 1
                 TOTALS.answered += 1
-
-    async def _get(self, run_id: str, limit: float | None) -> PipelineRun:
-        with self.hook.time_limit(limit):
-            return await self.hook.aget_run(self.ids, run_id)
 
     def _count(self, *, lists: int = 0, gets: int = 0) -> None:
         self.counts.lists += lists
@@ -267,6 +240,25 @@ async def watcher_for(hook: ClarifaiHook, ids: PipelineVersionIds) -> RunWatcher
 def active_watchers() -> list[RunWatcher]:
     """The watchers of the running event loop (for tests and the benchmark)."""
     return list(_watchers.get(asyncio.get_running_loop(), {}).values())
+
+
+class _CountingCalls(RunCalls):
+    """:class:`RunCalls` that counts a watcher's listings and reads.
+
+    :param hook: the watcher's hook.
+    :param watcher: the watcher whose counts grow.
+    """
+
+    def __init__(self, hook: ClarifaiHook, watcher: RunWatcher) -> None:
+        super().__init__(hook)
+        self.watcher = watcher
+
+    async def _aperform(self, effect: Effect) -> Any:
+        if isinstance(effect, ListUnfinished):
+            self.watcher._count(lists=1)
+        elif isinstance(effect, ReadRun):
+            self.watcher._count(gets=1)
+        return await super()._aperform(effect)
 
 
 class WatchedCalls(RunCalls):

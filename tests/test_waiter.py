@@ -13,6 +13,15 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_clarifai.effects import (
+    CancelRun,
+    Effect,
+    ListUnfinished,
+    ReadLogs,
+    ReadRun,
+    Sleep,
+    Steps,
+)
 from airflow_provider_clarifai.exceptions import (
     ClarifaiNotFoundError,
     ClarifaiRunFailedError,
@@ -28,17 +37,7 @@ from airflow_provider_clarifai.runs import (
     RunStatusChange,
 )
 from airflow_provider_clarifai.status import PipelineRunStatus
-from airflow_provider_clarifai.waiter import (
-    CancelRun,
-    Effect,
-    LogMode,
-    ReadLogs,
-    ReadRun,
-    RunWaiter,
-    Sleep,
-    Steps,
-    wait_all,
-)
+from airflow_provider_clarifai.waiter import LogMode, RunWaiter, read_states, wait_all
 from airflow_provider_clarifai.waiting import EventStatus, RunWaitEvent, RunWaitSpec, settle, with_log_tail
 
 LOG = logging.getLogger("test-waiter")
@@ -357,3 +356,44 @@ def test_wait_all_looks_at_every_run_still_going_each_round_until_a_shared_deadl
     # A paused run is the goal here, not "still waiting": the waiter says so only when it waits.
     assert "still waiting" not in caplog.text
     assert "ReadLogs" not in service.kinds()
+
+
+def test_read_states_reads_a_few_runs_one_by_one_and_many_from_one_listing():
+    listed = [run(PipelineRunStatus.RUNNING, f"r{i}") for i in range(1, 5)]
+    asked: list[Effect] = []
+
+    def answer(effect: Effect) -> Any:
+        asked.append(effect)
+        if isinstance(effect, ListUnfinished):
+            return listed
+        if effect.run_id == "gone":
+            raise ClarifaiNotFoundError("no such run")
+        return run(PipelineRunStatus.COMPLETED, effect.run_id)
+
+    few = drive(read_states(IDS, ["r1", "r2"], 5.0), answer)
+    assert [type(e).__name__ for e in asked] == ["ReadRun", "ReadRun"]
+    assert {run_id: r.status_name for run_id, r in few.items()} == {
+        "r1": "JOB_COMPLETED",
+        "r2": "JOB_COMPLETED",
+    }
+
+    asked.clear()
+    many = drive(read_states(IDS, ["r1", "r2", "r3", "done", "gone"], 5.0), answer)
+    # One listing of the unfinished runs; a read only for the runs it did not hold.
+    assert [(type(e).__name__, getattr(e, "run_id", None)) for e in asked] == [
+        ("ListUnfinished", None),
+        ("ReadRun", "done"),
+        ("ReadRun", "gone"),
+    ]
+    assert all(e.within == 5.0 for e in asked)
+    assert [many[r].status_name for r in ("r1", "r2", "r3", "done")] == ["JOB_RUNNING"] * 3 + [
+        "JOB_COMPLETED"
+    ]
+    assert isinstance(many["gone"], ClarifaiNotFoundError)
+
+    def listing_fails(effect: Effect) -> Any:
+        raise ClarifaiUnavailableError("down")
+
+    failed = drive(read_states(IDS, ["a", "b", "c", "d"], None), listing_fails)
+    assert set(failed) == {"a", "b", "c", "d"}
+    assert all(isinstance(error, ClarifaiUnavailableError) for error in failed.values())

@@ -21,15 +21,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_clarifai.common import ID_TEMPLATE_FIELDS, ClarifaiTaskMixin, check_state_list
+from airflow_provider_clarifai.effects import LIST_PAGE_SIZE
 from airflow_provider_clarifai.exceptions import (
     ClarifaiBatchError,
     ClarifaiConfigurationError,
     ClarifaiError,
-    ClarifaiNotFoundError,
 )
 from airflow_provider_clarifai.links.clarifai import ClarifaiPipelineRunLink
 from airflow_provider_clarifai.operators.outcomes import (
-    _PAST_TENSE,
     CHANGED_RUN_IDS_XCOM_KEY,
     RUN_OUTCOMES_XCOM_KEY,
     RunChangeOutcome,
@@ -38,6 +37,8 @@ from airflow_provider_clarifai.operators.outcomes import (
     _record_before_change,
     _record_change,
     _RunRecord,
+    record_before,
+    record_settling,
     settled_spec,
     where,
 )
@@ -186,11 +187,11 @@ class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
         try:
             ids = self.resolve_ids()
             if run_ids is not None:
-                records = [self._read_before(hook, ids, run_id) for run_id in run_ids]
+                records = self._read_before(hook, ids, run_ids)
             else:
                 records = [
                     _record_before_change(self.action, run.run_id, run.status_name, self.on_forbidden)
-                    for run in hook.list_runs(ids, statuses=statuses)
+                    for run in hook.list_runs(ids, statuses=statuses, per_page=LIST_PAGE_SIZE)
                 ]
             self.persist_run_link(context, ids, records[0].run_id if len(records) == 1 else None)
             if not records:
@@ -309,16 +310,17 @@ class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
             )
         return statuses
 
-    def _read_before(self, hook: ClarifaiHook, ids: PipelineVersionIds, run_id: str) -> _RunRecord:
-        try:
-            run = hook.get_run(ids, run_id)
-        except ClarifaiNotFoundError as err:
-            return _RunRecord(
-                run_id,
-                outcome=RunChangeOutcome.NOT_FOUND,
-                message=f"no such run in {where(ids)} ({err.code_name}: {err.description or err})",
-            )
-        return _record_before_change(self.action, run_id, run.status_name, self.on_forbidden)
+    def _read_before(
+        self, hook: ClarifaiHook, ids: PipelineVersionIds, run_ids: list[str]
+    ) -> list[_RunRecord]:
+        """Each run's state before the change, read at the fewest requests (a listing for many runs)."""
+        from airflow_provider_clarifai.effects import RunCalls
+        from airflow_provider_clarifai.waiter import read_states
+
+        states = RunCalls(hook).run(read_states(ids, run_ids, None)) if run_ids else {}
+        return [
+            record_before(self.action, ids, run_id, states[run_id], self.on_forbidden) for run_id in run_ids
+        ]
 
     def _wait_until_settled(
         self, hook: ClarifaiHook, ids: PipelineVersionIds, records: list[_RunRecord]
@@ -329,12 +331,11 @@ class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
         :param ids: the pipeline version.
         :param records: every run's record; only the changed ones are waited on.
         """
-        from airflow_provider_clarifai.status import UnknownRunStatusError
-        from airflow_provider_clarifai.waiter import LogMode, RunCalls, RunWaiter, wait_all
-        from airflow_provider_clarifai.waiting import EventStatus
+        from airflow_provider_clarifai.effects import RunCalls
+        from airflow_provider_clarifai.waiter import LogMode, RunWaiter, wait_all
 
         settled = settled_spec(self.action)
-        changed = {r.run_id: r for r in records if r.outcome is RunChangeOutcome.CHANGED}
+        changed = [r.run_id for r in records if r.outcome is RunChangeOutcome.CHANGED]
         waiters = [
             RunWaiter(ids, run_id, settled, log=self.log, now=hook.clock.now, logs=LogMode.NONE)
             for run_id in changed
@@ -357,33 +358,7 @@ class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
                 on_round=note,
             )
         )
-        done = _PAST_TENSE[self.action]
-        for waiter in waiters:
-            record, event = changed[waiter.run_id], events.get(waiter.run_id)
-            if waiter.last_state is not None:
-                record.state_after = waiter.last_state
-            if event is None:
-                record.outcome = RunChangeOutcome.TIMED_OUT
-                record.message = (
-                    f"{done}, but still {record.state_after} after waiting {self.wait_timeout:g} s "
-                    "for it to settle"
-                )
-            elif event.status is EventStatus.SUCCESS:
-                record.message = f"{done} ({record.state_before} -> {record.state_after}, settled)"
-            elif event.error_class == "ClarifaiNotFoundError":
-                record.outcome = RunChangeOutcome.FAILED
-                record.message = f"{done}, then no longer found while waiting: {event.message}"
-                record.state_after = None
-            elif event.status is EventStatus.ERROR and waiter.error is not None:
-                raise waiter.error
-            else:  # a state this provider does not know: failing closed
-                unknown = waiter.last_run
-                record.outcome = RunChangeOutcome.FAILED
-                record.message = f"{done}, then " + (
-                    str(UnknownRunStatusError(unknown.status_code, unknown.status_name))
-                    if unknown is not None
-                    else event.message
-                )
+        record_settling(self.action, records, waiters, events, self.wait_timeout)
 
 
 class ClarifaiPausePipelineRunOperator(ClarifaiPipelineRunStatusOperator):

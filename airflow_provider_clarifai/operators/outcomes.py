@@ -8,7 +8,7 @@ Clarifai.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -17,8 +17,11 @@ from airflow_provider_clarifai.status import PipelineRunStatus, RunAction
 from airflow_provider_clarifai.waiting import RunWaitSpec
 
 if TYPE_CHECKING:
+    from airflow_provider_clarifai.exceptions import ClarifaiError
     from airflow_provider_clarifai.ids import PipelineVersionIds
-    from airflow_provider_clarifai.runs import RunStatusChange
+    from airflow_provider_clarifai.runs import PipelineRun, RunStatusChange
+    from airflow_provider_clarifai.waiter import RunWaiter
+    from airflow_provider_clarifai.waiting import RunWaitEvent
 
 #: XCom key of the ids of the runs a pause, resume or cancel task changed (always pushed once every
 #: run's outcome is known, also when the task then fails).
@@ -230,3 +233,81 @@ def _batch_failure_message(action: RunAction, records: Sequence[_RunRecord], *, 
 
 def where(ids: PipelineVersionIds) -> str:
     return f"{ids.user_id}/{ids.app_id}/{ids.pipeline_id}/{ids.pipeline_version_id}"
+
+
+def record_before(
+    action: RunAction,
+    ids: PipelineVersionIds,
+    run_id: str,
+    state: PipelineRun | ClarifaiError,
+    on_forbidden: str,
+) -> _RunRecord:
+    """One run's record from its state before the change, or from the error reading it met.
+
+    :param action: the action to apply.
+    :param ids: the pipeline version.
+    :param run_id: the run.
+    :param state: the run as read, or the error: not found makes a ``not_found`` record; any other
+        error is raised (the batch cannot be judged).
+    :param on_forbidden: ``"fail"`` or ``"skip"``.
+    :raises ClarifaiError: reading the run failed for a reason other than its absence.
+    """
+    from airflow_provider_clarifai.exceptions import ClarifaiError, ClarifaiNotFoundError
+
+    if isinstance(state, ClarifaiNotFoundError):
+        return _RunRecord(
+            run_id,
+            outcome=RunChangeOutcome.NOT_FOUND,
+            message=f"no such run in {where(ids)} ({state.code_name}: {state.description or state})",
+        )
+    if isinstance(state, ClarifaiError):
+        raise state
+    return _record_before_change(action, run_id, state.status_name, on_forbidden)
+
+
+def record_settling(
+    action: RunAction,
+    records: Sequence[_RunRecord],
+    waiters: Sequence[RunWaiter],
+    events: Mapping[str, RunWaitEvent],
+    wait_timeout: float,
+) -> None:
+    """Write what the wait for the changed runs to settle found into their records.
+
+    :param action: the action that was applied.
+    :param records: every run's record.
+    :param waiters: the waiters of the changed runs.
+    :param events: the events of the runs that settled (or failed), by run id.
+    :param wait_timeout: how long the wait was, for the message of runs that did not settle.
+    :raises ClarifaiError: the wait met an error that is no run's own (a wrong token, say).
+    """
+    from airflow_provider_clarifai.status import UnknownRunStatusError
+    from airflow_provider_clarifai.waiting import EventStatus
+
+    by_id = {record.run_id: record for record in records}
+    done = _PAST_TENSE[action]
+    for waiter in waiters:
+        record, event = by_id[waiter.run_id], events.get(waiter.run_id)
+        if waiter.last_state is not None:
+            record.state_after = waiter.last_state
+        if event is None:
+            record.outcome = RunChangeOutcome.TIMED_OUT
+            record.message = (
+                f"{done}, but still {record.state_after} after waiting {wait_timeout:g} s for it to settle"
+            )
+        elif event.status is EventStatus.SUCCESS:
+            record.message = f"{done} ({record.state_before} -> {record.state_after}, settled)"
+        elif event.error_class == "ClarifaiNotFoundError":
+            record.outcome = RunChangeOutcome.FAILED
+            record.message = f"{done}, then no longer found while waiting: {event.message}"
+            record.state_after = None
+        elif event.status is EventStatus.ERROR and waiter.error is not None:
+            raise waiter.error
+        else:  # a state this provider does not know: failing closed
+            unknown = waiter.last_run
+            record.outcome = RunChangeOutcome.FAILED
+            record.message = f"{done}, then " + (
+                str(UnknownRunStatusError(unknown.status_code, unknown.status_name))
+                if unknown is not None
+                else event.message
+            )

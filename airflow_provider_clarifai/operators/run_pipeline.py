@@ -251,7 +251,8 @@ class ClarifaiRunPipelineOperator(ClarifaiTaskMixin, BaseOperator):
     def _poll(
         self, ids: PipelineVersionIds, run: PipelineRun, spec: RunWaitSpec, deadline: float | None
     ) -> Any:
-        from airflow_provider_clarifai.waiter import LogMode, RunCalls, RunWaiter
+        from airflow_provider_clarifai.effects import RunCalls
+        from airflow_provider_clarifai.waiter import LogMode, RunWaiter
 
         waiter = RunWaiter(
             ids,

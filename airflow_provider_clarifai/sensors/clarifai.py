@@ -152,7 +152,7 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
 
     def _look(self, ids: PipelineVersionIds, waiter: RunWaiter, time_left: float) -> Any:
         """One look at the run: ``None`` while it goes on, else the task's result (or its exception)."""
-        from airflow_provider_clarifai.waiter import RunCalls
+        from airflow_provider_clarifai.effects import RunCalls
 
         waiter.deadline = waiter.now() + time_left
         event = RunCalls(self.hook).run(waiter.look())
@@ -203,7 +203,7 @@ class ClarifaiPipelineRunSensor(ClarifaiTaskMixin, BaseSensorOperator):
                 # BaseSensorOperator raises these for its timeout after a poke that found the run still
                 # going; a failure raised by poke itself leaves the flag unset.
                 if self._waiting_after_last_poke and self.cancel_on_timeout:
-                    from airflow_provider_clarifai.waiter import RunCalls
+                    from airflow_provider_clarifai.effects import RunCalls
 
                     RunCalls(self.hook).run(waiter.cancel("the sensor timed out"))
                 raise

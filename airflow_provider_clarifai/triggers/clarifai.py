@@ -18,13 +18,14 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_clarifai.effects import RunCalls
 from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
 from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
 from airflow_provider_clarifai.ids import PipelineVersionIds
 from airflow_provider_clarifai.retry import SYSTEM_CLOCK, RetryClock, RetryPolicy
 from airflow_provider_clarifai.runs import RunLogCursor
 from airflow_provider_clarifai.validate import quote, seconds
-from airflow_provider_clarifai.waiter import LogMode, RunCalls, RunWaiter, cancel_steps
+from airflow_provider_clarifai.waiter import LogMode, RunWaiter, cancel_steps
 from airflow_provider_clarifai.waiting import RunWaitSpec
 from airflow_provider_clarifai.watcher import WatchedCalls
 

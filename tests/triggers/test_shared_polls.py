@@ -156,14 +156,16 @@ def test_300_waits_over_3_versions_cost_one_listing_per_version_and_round(
 
 @pytest.mark.clarifai_scenario(SCENARIO)
 def test_a_listing_reads_every_page(clarifai_emulator, clarifai_connection, counts, monkeypatch):
+    from airflow_provider_clarifai import effects
+
     emulator = clarifai_emulator
-    monkeypatch.setattr(watcher, "LIST_PAGE_SIZE", 40)
-    runs = seed(emulator, 100, lambda i: {"running_seconds": 100 if i == 0 else None})
-    watched = {run_id: version for run_id, version in runs.items() if run_id.endswith("-0000")}
+    monkeypatch.setattr(effects, "LIST_PAGE_SIZE", 40)
+    runs = seed(emulator, 100, lambda i: {"running_seconds": 100 if i < 5 else None})
+    watched = {run_id: version for run_id, version in runs.items() if int(run_id.rsplit("-", 1)[1]) < 5}
 
     async def scenario() -> list[RunWaitEvent]:
         tasks = [asyncio.create_task(first_event(trigger(v, run_id))) for run_id, v in watched.items()]
-        await until(lambda: counts.answered >= 3, "a first answer")
+        await until(lambda: counts.answered >= len(watched), "a first answer for every trigger")
         emulator.clock.advance(150)
         events = await asyncio.gather(*tasks)
         await close_async_endpoints()
@@ -171,10 +173,32 @@ def test_a_listing_reads_every_page(clarifai_emulator, clarifai_connection, coun
 
     events = asyncio.run(scenario())
 
-    assert [event.status.value for event in events] == ["success"] * 3
+    assert [event.status.value for event in events] == ["success"] * len(watched)
     # ceil(100 unfinished / 40 a page) = 3 pages per listing; the last page is short, so no 4th read.
+    # (A round that served 3 reads or fewer read them one by one instead, and listed nothing.)
     assert served(emulator, "ListPipelineVersionRuns") == math.ceil(100 / 40) * counts.lists
-    assert served(emulator, "GetPipelineVersionRun") == 3
+    assert counts.lists >= 3
+    assert served(emulator, "GetPipelineVersionRun") == counts.gets
+
+
+@pytest.mark.clarifai_scenario(SCENARIO)
+def test_a_round_with_few_reads_reads_each_run(clarifai_emulator, clarifai_connection, counts):
+    """Up to three waits on a version: a Get each costs less than listing the version."""
+    emulator = clarifai_emulator
+    seed(emulator, 100, lambda i: {"running_seconds": 100 if i == 0 else None})
+
+    async def scenario() -> RunWaitEvent:
+        made = first_event(trigger("v1", "v1-run-0000"))
+        task = asyncio.create_task(made)
+        await until(lambda: counts.answered >= 2, "two answers")
+        emulator.clock.advance(150)
+        event = await task
+        await close_async_endpoints()
+        return event
+
+    assert asyncio.run(scenario()).status.value == "success"
+    assert served(emulator, "ListPipelineVersionRuns") == 0
+    assert served(emulator, "GetPipelineVersionRun") == counts.gets >= 3
 
 
 @pytest.mark.clarifai_scenario(SCENARIO)
@@ -198,10 +222,10 @@ def test_an_unknown_run_fails_its_own_wait_only(clarifai_emulator, clarifai_conn
 
 @pytest.mark.clarifai_scenario(SCENARIO)
 def test_a_wait_ends_at_its_deadline_when_no_round_answers(clarifai_emulator, clarifai_connection, counts):
-    """A listing that hangs: each trigger still ends at its own deadline, with a timeout event."""
+    """A read that hangs: the trigger still ends at its own deadline, with a timeout event."""
     emulator = clarifai_emulator
     seed(emulator, 1, lambda i: {"running_seconds": None})
-    emulator.faults.add(method="ListPipelineVersionRuns", kind="hang")
+    emulator.faults.add(method="GetPipelineVersionRun", kind="hang")
 
     async def scenario() -> RunWaitEvent:
         loop = asyncio.get_running_loop()
@@ -217,8 +241,12 @@ def test_a_wait_ends_at_its_deadline_when_no_round_answers(clarifai_emulator, cl
     assert event.status.value == "timeout"
     assert not counts.answered
     # The listing carried the wait's deadline (never more than the time the wait had left).
-    (listing,) = [r for r in emulator.requests if r.method == "ListPipelineVersionRuns"][:1]
-    assert listing.deadline_seconds is not None and listing.deadline_seconds <= 0.5 * 1.01 + 0.1
+    # (A hung request is logged once the server gives up on it: wait for the log, with the guard.)
+    assert emulator.requests.wait_for(
+        lambda records: any(r.method == "GetPipelineVersionRun" for r in records), GUARD_SECONDS
+    )
+    (read,) = [r for r in emulator.requests if r.method == "GetPipelineVersionRun"][:1]
+    assert read.deadline_seconds is not None and read.deadline_seconds <= 0.5 * 1.01 + 0.1
 
 
 @pytest.mark.clarifai_scenario(SCENARIO)
