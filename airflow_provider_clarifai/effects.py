@@ -8,6 +8,7 @@ thrown back into the generator at the effect that asked for it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -94,7 +95,22 @@ class ListUnfinished:
     within: float | None
 
 
-Effect = ReadRun | ReadLogs | CancelRun | Sleep | ListUnfinished
+@dataclass(frozen=True)
+class ReadEach:
+    """Read several runs one by one, at once where the driver can (answer: dict of run id to
+    :class:`PipelineRun` or the :class:`ClarifaiError` its read met).
+
+    :param ids: the runs' pipeline version.
+    :param run_ids: the runs.
+    :param within: the most seconds each read may take, retries included.
+    """
+
+    ids: PipelineVersionIds
+    run_ids: tuple[str, ...]
+    within: float | None
+
+
+Effect = ReadRun | ReadLogs | CancelRun | Sleep | ListUnfinished | ReadEach
 #: A step of a wait: yields effects, receives their answers, returns ``T``.
 Steps = Generator[Effect, Any, T]
 
@@ -147,11 +163,27 @@ class RunCalls:
             except ClarifaiError as failed:
                 error = failed
 
+    def _answer(self, effect: Effect) -> Any:
+        try:
+            return self._perform(effect)
+        except ClarifaiError as error:
+            return error
+
+    async def _aanswer(self, effect: Effect) -> Any:
+        try:
+            return await self._aperform(effect)
+        except ClarifaiError as error:
+            return error
+
     def _perform(self, effect: Effect) -> Any:
         hook = self.hook
         if isinstance(effect, Sleep):
             hook.clock.sleep(effect.seconds)
             return None
+        if isinstance(effect, ReadEach):
+            return {
+                run_id: self._answer(ReadRun(effect.ids, run_id, effect.within)) for run_id in effect.run_ids
+            }
         with hook.time_limit(effect.within):
             if isinstance(effect, ReadRun):
                 return hook.get_run(effect.ids, effect.run_id)
@@ -166,6 +198,12 @@ class RunCalls:
         if isinstance(effect, Sleep):
             await hook.clock.asleep(effect.seconds)
             return None
+        if isinstance(effect, ReadEach):
+            # At once: the hook's shared channel bounds the calls in flight, its budget their rate.
+            answers = await asyncio.gather(
+                *(self._aanswer(ReadRun(effect.ids, run_id, effect.within)) for run_id in effect.run_ids)
+            )
+            return dict(zip(effect.run_ids, answers, strict=True))
         with hook.time_limit(effect.within):
             if isinstance(effect, ReadRun):
                 return await hook.aget_run(effect.ids, effect.run_id)

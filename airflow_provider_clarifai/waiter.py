@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_clarifai.effects import (
     CancelRun,
     ListUnfinished,
+    ReadEach,
     ReadLogs,
     ReadRun,
     Sleep,
@@ -301,12 +302,9 @@ def read_states(
             return {run_id: error for run_id in run_ids}
         wanted = set(run_ids)
         found.update((run.run_id, run) for run in listed if run.run_id in wanted)
-    for run_id in run_ids:
-        if run_id not in found:
-            try:
-                found[run_id] = yield ReadRun(ids, run_id, within)
-            except ClarifaiError as error:
-                found[run_id] = error
+    missing = tuple(run_id for run_id in dict.fromkeys(run_ids) if run_id not in found)
+    if missing:
+        found.update((yield ReadEach(ids, missing, within)))
     return found
 
 

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_clarifai.effects import Effect, ListUnfinished, ReadRun, RunCalls, Sleep
+from airflow_provider_clarifai.effects import Effect, ListUnfinished, ReadEach, ReadRun, RunCalls, Sleep
 from airflow_provider_clarifai.exceptions import ClarifaiError, ClarifaiUnavailableError
 from airflow_provider_clarifai.retry import MIN_ATTEMPT_SECONDS
 from airflow_provider_clarifai.waiter import read_states
@@ -256,8 +256,8 @@ class _CountingCalls(RunCalls):
     async def _aperform(self, effect: Effect) -> Any:
         if isinstance(effect, ListUnfinished):
             self.watcher._count(lists=1)
-        elif isinstance(effect, ReadRun):
-            self.watcher._count(gets=1)
+        elif isinstance(effect, ReadEach):
+            self.watcher._count(gets=len(effect.run_ids))
         return await super()._aperform(effect)
 
 

@@ -24,7 +24,7 @@ vary with the machine's speed and load, so they are printed, not judged; ``--jud
 them (exit 1 if the loop was blocked for more than 0.2 s outside garbage collection), for a quiet machine.
 
 Usage: python benchmarks/trigger_burst.py [--triggers 1000] [--poll-interval 1] [--time-scale 10]
-       [--judge-timings] [--json]
+       [--share-polls] [--judge-timings] [--json]
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ class BurstSettings:
         (a trigger that did would send ``timeout`` instead of its run's event, and the check would fail).
     :param tick: the loop monitor's interval, in seconds.
     :param server_workers: the emulator's serving threads: above the bound, so it can see a breach.
+    :param share_polls: read run states through the shared watcher (one listing per round) instead of
+        each trigger reading its own run; off by default, since the burst measures N concurrent calls
+        against the hook's bound on calls in flight (``benchmarks/watch_scale.py`` compares both).
     """
 
     triggers: int = 1000
@@ -84,6 +87,7 @@ class BurstSettings:
     deadline: float = 600.0
     tick: float = 0.01
     server_workers: int = 128
+    share_polls: bool = False
 
 
 @dataclass(frozen=True)
@@ -244,6 +248,10 @@ class ClientCounter:
                     counter.in_flight -= 1
                 if response.status.code != SUCCESS_CODE:
                     counter.not_success[f"{name}: {response.status.code}"] += 1
+                elif name == "ListPipelineVersionRuns":
+                    # The shared watcher reads many runs in one listing: each listed run was read.
+                    for run in response.pipeline_version_runs:
+                        counter.reads_by_run[run.id] += 1
                 return response
 
             return counted
@@ -384,6 +392,7 @@ async def burst(runs: list[PlannedRun], settings: BurstSettings) -> tuple[list[O
     from airflow_provider_clarifai.hooks._transport import close_async_endpoints
     from airflow_provider_clarifai.triggers.clarifai import ClarifaiPipelineRunTrigger
 
+    ClarifaiPipelineRunTrigger.share_polls = settings.share_polls
     deadline = time.time() + settings.deadline
     # What each task serialized when it deferred; the triggerer rebuilds the triggers from it.
     stored = [
@@ -679,6 +688,9 @@ def main() -> int:
             "load, so use it on a quiet machine only. Without it they are printed, not judged."
         ),
     )
+    parser.add_argument(
+        "--share-polls", action="store_true", help="read run states through the shared watcher"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
     if args.triggers < 1 or args.poll_interval <= 0 or args.time_scale <= 0 or args.latency < 0:
@@ -689,6 +701,7 @@ def main() -> int:
         time_scale=args.time_scale,
         latency=args.latency,
         deadline=args.deadline,
+        share_polls=args.share_polls,
     )
     with tempfile.TemporaryDirectory(prefix="trigger-burst-") as workdir:
         os.environ.setdefault("AIRFLOW_HOME", workdir)

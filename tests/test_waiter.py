@@ -17,6 +17,7 @@ from airflow_provider_clarifai.effects import (
     CancelRun,
     Effect,
     ListUnfinished,
+    ReadEach,
     ReadLogs,
     ReadRun,
     Sleep,
@@ -75,6 +76,11 @@ class Service:
         return self.clock
 
     def answer(self, effect: Effect) -> Any:
+        if isinstance(effect, ReadEach):
+            return {
+                run_id: self.answer_or_error(ReadRun(effect.ids, run_id, effect.within))
+                for run_id in effect.run_ids
+            }
         self.effects.append(effect)
         if isinstance(effect, Sleep):
             self.clock += effect.seconds
@@ -93,6 +99,12 @@ class Service:
         if isinstance(self.cancel, Exception):
             raise self.cancel
         return self.cancel
+
+    def answer_or_error(self, effect: Effect) -> Any:
+        try:
+            return self.answer(effect)
+        except Exception as error:
+            return error
 
     def kinds(self) -> list[str]:
         return [type(effect).__name__ for effect in self.effects]
@@ -366,12 +378,16 @@ def test_read_states_reads_a_few_runs_one_by_one_and_many_from_one_listing():
         asked.append(effect)
         if isinstance(effect, ListUnfinished):
             return listed
-        if effect.run_id == "gone":
-            raise ClarifaiNotFoundError("no such run")
-        return run(PipelineRunStatus.COMPLETED, effect.run_id)
+        assert isinstance(effect, ReadEach)
+        return {
+            run_id: ClarifaiNotFoundError("no such run")
+            if run_id == "gone"
+            else run(PipelineRunStatus.COMPLETED, run_id)
+            for run_id in effect.run_ids
+        }
 
     few = drive(read_states(IDS, ["r1", "r2"], 5.0), answer)
-    assert [type(e).__name__ for e in asked] == ["ReadRun", "ReadRun"]
+    assert [(type(e).__name__, getattr(e, "run_ids", None)) for e in asked] == [("ReadEach", ("r1", "r2"))]
     assert {run_id: r.status_name for run_id, r in few.items()} == {
         "r1": "JOB_COMPLETED",
         "r2": "JOB_COMPLETED",
@@ -379,11 +395,10 @@ def test_read_states_reads_a_few_runs_one_by_one_and_many_from_one_listing():
 
     asked.clear()
     many = drive(read_states(IDS, ["r1", "r2", "r3", "done", "gone"], 5.0), answer)
-    # One listing of the unfinished runs; a read only for the runs it did not hold.
-    assert [(type(e).__name__, getattr(e, "run_id", None)) for e in asked] == [
+    # One listing of the unfinished runs; reads only for the runs it did not hold.
+    assert [(type(e).__name__, getattr(e, "run_ids", None)) for e in asked] == [
         ("ListUnfinished", None),
-        ("ReadRun", "done"),
-        ("ReadRun", "gone"),
+        ("ReadEach", ("done", "gone")),
     ]
     assert all(e.within == 5.0 for e in asked)
     assert [many[r].status_name for r in ("r1", "r2", "r3", "done")] == ["JOB_RUNNING"] * 3 + [
