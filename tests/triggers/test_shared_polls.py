@@ -297,3 +297,40 @@ def test_keys_hold_a_fingerprint_of_the_token_never_the_token():
     assert TOKEN not in fingerprint and len(fingerprint) == 16
     assert fingerprint == watcher.token_fingerprint(TOKEN)
     assert fingerprint != watcher.token_fingerprint(TOKEN + "x")
+
+
+@pytest.mark.clarifai_scenario(SCENARIO)
+def test_faults_on_the_shared_listing_delay_the_waits_but_never_fail_them(
+    clarifai_emulator, clarifai_connection, counts
+):
+    """Listings and reads that fail (unavailable, throttled, internal errors), beyond what one call's
+    retries absorb: every trigger keeps waiting and still sends its run's event."""
+    emulator = clarifai_emulator
+    runs = seed(
+        emulator,
+        10,
+        lambda i: {"running_seconds": 100, "outcome": "JOB_FAILED" if i % 3 == 0 else "JOB_COMPLETED"},
+    )
+    for kind in ("unavailable", "throttle", "internal"):
+        emulator.faults.add(kind=kind, method="ListPipelineVersionRuns", count=4)
+        emulator.faults.add(kind=kind, method="GetPipelineVersionRun", count=4)
+    few_retries = {**FAST, "max_attempts": 2}
+
+    async def scenario() -> dict[str, RunWaitEvent]:
+        tasks = {
+            run_id: asyncio.create_task(first_event(trigger(version, run_id, retry_policy=few_retries)))
+            for run_id, version in runs.items()
+        }
+        await until(lambda: counts.answered >= len(runs), "a first answer for every trigger")
+        emulator.clock.advance(150)
+        events = dict(zip(tasks, await asyncio.gather(*tasks.values()), strict=True))
+        await close_async_endpoints()
+        return events
+
+    events = asyncio.run(scenario())
+
+    for run_id, event in events.items():
+        index = int(run_id.rsplit("-", 1)[1])
+        assert (event.run_id, event.status.value) == (run_id, "failure" if index % 3 == 0 else "success")
+    faulted = [r for r in emulator.requests if r.fault is not None]
+    assert len(faulted) == 24, "every injected fault was met"
