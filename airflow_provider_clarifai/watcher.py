@@ -66,6 +66,7 @@ class _Read:
     early: float
     interval: float
     deadline: float | None
+    started: float
     answer: asyncio.Future[PipelineRun] = field(repr=False)
 
 
@@ -127,7 +128,7 @@ class RunWatcher:
         deadline = None if within is None else now + max(within, MIN_ATTEMPT_SECONDS)
         if deadline is not None:
             due = min(due, deadline)
-        entry = _Read(run_id, due, EARLY_FRACTION * interval, interval, deadline, loop.create_future())
+        entry = _Read(run_id, due, EARLY_FRACTION * interval, interval, deadline, now, loop.create_future())
         self.pending.append(entry)
         if self._task is None or self._task.done():
             self._task = loop.create_task(
@@ -135,14 +136,8 @@ class RunWatcher:
             )
         self._wake.set()
         try:
-            if deadline is None:
-                return await entry.answer
-            return await asyncio.wait_for(asyncio.shield(entry.answer), deadline - now)
-        except TimeoutError:
-            waited = max(within or 0.0, MIN_ATTEMPT_SECONDS)
-            raise ClarifaiUnavailableError(
-                f"No shared read of run {run_id} answered within {waited:g} s."
-            ) from None
+            # The round loop answers it, or fails it at its deadline: no timer of its own per read.
+            return await entry.answer
         finally:
             if not entry.answer.done():
                 entry.answer.cancel()
@@ -169,15 +164,10 @@ class RunWatcher:
                 await asyncio.sleep(gather)
                 now = loop.time()
                 serve = [e for e in self.pending if e.due - e.early <= now and not e.answer.done()]
-                if not serve:
-                    continue
-                try:
-                    await self._serve(serve)
-                except BaseException as error:
-                    # Whatever stops a round reaches the reads it was serving: none waits on a dead round.
-                    for entry in serve:
-                        _settle(entry, error=error)
-                    raise
+                if serve:
+                    await self._serve_within_deadlines(serve)
+                # Not kept until the next round: an answered read's entry goes with its reader.
+                serve = []
         finally:
             registry = _watchers.get(loop)
             if registry is not None and registry.get(self.key) is self:
@@ -188,6 +178,32 @@ class RunWatcher:
                     entry.answer.set_exception(
                         ClarifaiUnavailableError(f"The shared watcher of {self.ids} stopped; read again.")
                     )
+
+    async def _serve_within_deadlines(self, serve: list[_Read]) -> None:
+        """Serve a round; meanwhile fail each waiting read whose deadline passes (a slow round never
+        keeps a trigger past its deadline)."""
+        loop = asyncio.get_running_loop()
+        serving = loop.create_task(self._serve(serve))
+        try:
+            while True:
+                deadlines = [
+                    e.deadline for e in self.pending if e.deadline is not None and not e.answer.done()
+                ]
+                timeout = max(min(deadlines) - loop.time(), 0.0) if deadlines else None
+                done, _ = await asyncio.wait({serving}, timeout=timeout)
+                if done:
+                    serving.result()
+                    return
+                now = loop.time()
+                for entry in self.pending:
+                    if entry.deadline is not None and entry.deadline <= now:
+                        _settle(entry, error=_late(entry))
+        except BaseException as error:
+            serving.cancel()
+            # Whatever stops a round reaches the reads it was serving: none waits on a dead round.
+            for entry in serve:
+                _settle(entry, error=error)
+            raise
 
     async def _serve(self, reads: list[_Read]) -> None:
         loop = asyncio.get_running_loop()
@@ -211,6 +227,11 @@ class RunWatcher:
         self.counts.gets += gets
         TOTALS.lists += lists
         TOTALS.gets += gets
+
+
+def _late(entry: _Read) -> ClarifaiUnavailableError:
+    waited = entry.deadline - entry.started if entry.deadline is not None else 0.0
+    return ClarifaiUnavailableError(f"No shared read of run {entry.run_id} answered within {waited:.3g} s.")
 
 
 def _settle(entry: _Read, *, run: PipelineRun | None = None, error: BaseException | None = None) -> None:
