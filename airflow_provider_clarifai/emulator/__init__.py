@@ -1,7 +1,8 @@
 """A local emulator of the Clarifai pipeline-run gRPC API, for tests and demos.
 
 Importing this package starts nothing and imports neither gRPC nor YAML: every name below is loaded on
-first use, so the pytest plugin (which imports this package in every test session) stays cheap.
+first use, so the pytest plugin (``pytest_plugin``, which a test suite declares in its ``conftest.py``)
+stays cheap to load.
 
 See ``docs/emulator.rst``.
 """
@@ -13,16 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_provider_clarifai.emulator.clock import Clock, ManualClock, MonotonicClock, WallClock
-    from airflow_provider_clarifai.emulator.models import (
-        ApiError,
-        Backend,
-        Faults,
-        RateLimiter,
-        RequestLog,
-        RequestRecord,
-        RunSnapshot,
-    )
-    from airflow_provider_clarifai.emulator.scenario import (
+    from airflow_provider_clarifai.emulator.domain import (
         FaultKind,
         FaultRule,
         RunScript,
@@ -30,10 +22,21 @@ if TYPE_CHECKING:
         Scenario,
         ScenarioError,
         ScriptedLog,
-        load_scenario,
     )
+    from airflow_provider_clarifai.emulator.errors import ApiError
+    from airflow_provider_clarifai.emulator.lifecycle import RunSnapshot
+    from airflow_provider_clarifai.emulator.models import Backend
+    from airflow_provider_clarifai.emulator.scenario import load_scenario
     from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
-    from airflow_provider_clarifai.emulator.traffic import Hold, Holds, InFlightGauge
+    from airflow_provider_clarifai.emulator.traffic import (
+        Faults,
+        Hold,
+        Holds,
+        InFlightGauge,
+        RateLimiter,
+        RequestLog,
+        RequestRecord,
+    )
 
 __all__ = [
     "ApiError",
@@ -67,25 +70,25 @@ _EXPORTS = {
     "ManualClock": "clock",
     "MonotonicClock": "clock",
     "WallClock": "clock",
-    "ApiError": "models",
+    "FaultKind": "domain",
+    "FaultRule": "domain",
+    "RunScript": "domain",
+    "RunState": "domain",
+    "Scenario": "domain",
+    "ScenarioError": "domain",
+    "ScriptedLog": "domain",
+    "ApiError": "errors",
+    "RunSnapshot": "lifecycle",
     "Backend": "models",
-    "Faults": "models",
-    "RateLimiter": "models",
-    "RequestLog": "models",
-    "RequestRecord": "models",
-    "RunSnapshot": "models",
-    "FaultKind": "scenario",
-    "FaultRule": "scenario",
-    "RunScript": "scenario",
-    "RunState": "scenario",
-    "Scenario": "scenario",
-    "ScenarioError": "scenario",
-    "ScriptedLog": "scenario",
     "load_scenario": "scenario",
     "ClarifaiEmulator": "server",
+    "Faults": "traffic",
     "Hold": "traffic",
     "Holds": "traffic",
     "InFlightGauge": "traffic",
+    "RateLimiter": "traffic",
+    "RequestLog": "traffic",
+    "RequestRecord": "traffic",
 }
 
 

@@ -1,11 +1,12 @@
 """Command line: serve the Clarifai emulator until SIGINT or SIGTERM.
 
 ``python -m airflow_provider_clarifai.emulator --port 50051 --scenario FILE.yaml`` (also installed as
-``clarifai-emulator``); ``--tls-cert`` and ``--tls-key`` serve TLS instead of plain text. It prints one
-line with the bound address once it accepts requests, and with
-``--ready-file`` also writes that address to a file, so scripts can wait for the file instead of parsing
-output. With ``--stats-file`` it writes what it served (request counts, the most requests handled at once)
-as JSON when it stops, for benchmarks that measure a client from the service's side.
+``clarifai-emulator``); ``--tls-cert`` and ``--tls-key`` serve TLS instead of plain text. Once it accepts
+requests it prints a line with the bound address, then a short banner: TLS or not, the tokens it accepts,
+the pipeline versions and runs it loaded, and the Airflow connection to use. With ``--ready-file`` it also
+writes the address to a file, so scripts can wait for the file instead of parsing output. With
+``--stats-file`` it writes what it served (request counts, the most requests handled at once) as JSON
+when it stops, for benchmarks that measure a client from the service's side.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -26,9 +28,10 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_provider_clarifai.emulator.domain import RunScript
     from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
 
-__all__ = ["main"]
+__all__ = ["banner", "main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,6 +102,71 @@ def _stats(emulator: ClarifaiEmulator) -> dict[str, Any]:
         "by_grpc_code": dict(Counter(record.grpc_code for record in records)),
         "by_code": dict(Counter(record.code or "none" for record in records)),
     }
+
+
+def _seconds(value: float | None) -> str:
+    return "until changed" if value is None else f"{value:g} s"
+
+
+def _script(script: RunScript) -> str:
+    if script.queued_seconds is None:
+        return "queued until changed"
+    if script.running_seconds is None:
+        return f"queued {_seconds(script.queued_seconds)}, then running until changed"
+    return (
+        f"queued {_seconds(script.queued_seconds)}, running {_seconds(script.running_seconds)}, "
+        f"then {script.outcome}"
+    )
+
+
+def banner(emulator: ClarifaiEmulator, time_scale: float = 1.0, conn_id: str = "clarifai_default") -> str:
+    """What the command line prints under its "listening" line: how to reach and use the emulator.
+
+    The tokens are the scenario's own fake ones, which open nothing but this emulator.
+
+    :param emulator: a started emulator.
+    :param time_scale: emulated seconds per real second.
+    :param conn_id: the Airflow connection id to show.
+    :return: the banner's lines, each indented by two spaces.
+    """
+    from airflow_provider_clarifai.emulator.domain import DEFAULT_SCRIPT
+
+    scenario = emulator.scenario
+    if emulator.tls:
+        trust = emulator.tls_root_certificates_path or "the CA that signed --tls-cert"
+        transport = f"TLS (clients trust {trust})"
+    else:
+        transport = "plain text, no TLS"
+    limit = emulator.rate_limit_per_second
+    lines = [
+        f"URL:        {emulator.base_url}  ({transport})",
+        f"scenario:   {scenario.source}; emulated time runs {time_scale:g}x real time; "
+        + ("no rate limit" if limit is None else f"rate limit {limit} requests per second per token"),
+        "tokens (fake, for this emulator only; the first is the connection's):",
+    ]
+    width = max(len(token.token) for token in scenario.tokens)
+    for token in scenario.tokens:
+        scopes = ", ".join(sorted(token.scopes))
+        lines.append(f"  {token.token:<{width}}  user {token.user_id}, scopes {scopes}")
+    lines.append("pipeline versions (user/app/pipeline/version) and their runs:")
+    for user in scenario.users:
+        for app in user.apps:
+            for pipeline in app.pipelines:
+                for version in pipeline.versions:
+                    ids = (user.id, app.id, pipeline.id, version.id)
+                    posted = _script(version.post_script or DEFAULT_SCRIPT)
+                    lines.append(f"  {'/'.join(ids)}  (a posted run is {posted})")
+                    states = {run.id: run.state for run in emulator.backend.runs(*ids)}
+                    width = max((len(run_id) for run_id in states), default=0)
+                    for run in version.runs:
+                        lines.append(f"    {run.id:<{width}}  {states[run.id]}")
+    name, value = emulator.airflow_connection_env(conn_id)
+    lines += [
+        f"Airflow connection {conn_id!r}:",
+        f"  export {name}={shlex.quote(value)}",
+        f"  or: airflow connections add {conn_id} --conn-json {shlex.quote(value)}",
+    ]
+    return "\n".join(f"  {line}" for line in lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,9 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 1
         serving = True
-        print(
-            f"Clarifai emulator listening on {emulator.address}{' (TLS)' if emulator.tls else ''}", flush=True
-        )
+        print(f"Clarifai emulator listening on {emulator.address}{' (TLS)' if emulator.tls else ''}")
+        print(banner(emulator, args.time_scale), flush=True)
         if args.ready_file is not None:
             _write_atomically(args.ready_file, emulator.address + "\n")
         # A timed wait keeps the main thread returning to the interpreter, where signal handlers run.

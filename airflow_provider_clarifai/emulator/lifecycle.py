@@ -3,7 +3,8 @@
 A :class:`Run` is advanced *lazily*: :meth:`Run.advance` applies every scripted transition that was due
 since the run was last looked at, each at the exact emulated instant it was due, so ``started_at``,
 ``ended_at`` and the order of log lines do not depend on when a client polls. Client actions (pause,
-resume, cancel) go through :meth:`Run.change`, which enforces the transitions Clarifai documents.
+resume, cancel) go through :meth:`Run.change`, which enforces the transitions Clarifai documents; a
+test's hand (``ClarifaiEmulator.set_run_state``) goes through :meth:`Run.force`, which does not.
 
 Runs are not thread-safe on their own; the backend only touches them under its lock.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from airflow_provider_clarifai.emulator.scenario import TERMINAL_STATES, RunScript, RunSpec, RunState
+from airflow_provider_clarifai.emulator.domain import TERMINAL_STATES, RunScript, RunSpec, RunState
 
 __all__ = ["PATCH_RULES", "Run", "RunSnapshot", "TransitionError", "VersionRef"]
 
@@ -146,6 +147,8 @@ class Run:
         :param now: the current time.
         """
         if self.state is RunState.QUEUED:
+            if self.script.queued_seconds is None:
+                return
             start = self.state_since + self.script.queued_seconds
             if start > now:
                 return
@@ -193,6 +196,30 @@ class Run:
             # Bank the active time of this stint: pause and cancel both stop the running clock.
             self.active_before = self.active_seconds(now)
         # A run paused while queued resumes straight to RUNNING; its remaining queue time is dropped.
+        self._enter(state, now)
+
+    def force(self, state: RunState, now: float) -> None:
+        """Put the run into ``state`` at ``now``, whatever its state: the service's own doing, not a
+        client's, so no transition rule applies. Call :meth:`advance` first.
+
+        The run then follows its script from there: queued, it waits ``queued_seconds`` from now; running,
+        it runs what is left of its ``running_seconds``; paused or in conflict, it waits for a client;
+        ended, it stays so. A run brought back from an ended state runs its ``running_seconds`` afresh.
+        A run that never started passes through ``JOB_RUNNING`` on its way to a state only a started run
+        reaches (paused, completed, failed), as a seeded run does.
+
+        :param state: the state to put the run in.
+        :param now: the current time.
+        """
+        if state is self.state:
+            return
+        if self.state is RunState.RUNNING:
+            self.active_before = self.active_seconds(now)
+        if self.state in TERMINAL_STATES:
+            self.ended_at = None
+            self.active_before = 0.0
+        if state in _SEEDED_AFTER_START and state is not RunState.RUNNING and self.started_at is None:
+            self._enter(RunState.RUNNING, now)
         self._enter(state, now)
 
     def snapshot(self, now: float) -> RunSnapshot:

@@ -1,37 +1,49 @@
-"""The emulator's backend: pipeline runs as plain Python, with no gRPC in sight.
+"""The emulator's backend: the service's rules over the runs of :mod:`.store`, with no gRPC in sight.
 
-Like a moto backend, this module holds the state and the rules, and :mod:`.server` only translates
-protobuf to and from it. A run's own life is in :mod:`.lifecycle`; rate limiting, faults and the request
-log are in :mod:`.traffic` (re-exported here). Everything here is thread-safe: one re-entrant lock guards
-the backend, so a request (a Patch batch, say) is applied as a whole without interleaving with others.
+Like a moto backend, this module holds the rules, and :mod:`.servicer` only translates protobuf to and
+from it: authentication, the rate limit and scopes, then each RPC's checks and effects (Post, Get, List,
+Patch, ListLogEntries, GetUser). The state itself (the resource tree, finding things in it, the lifecycle
+clock, inspection helpers for tests) is :class:`.store.RunStore`, which :class:`Backend` extends; one run's
+life is in :mod:`.lifecycle`; rate limiting, faults and the request log are in :mod:`.traffic`.
+Everything is thread-safe: the store's re-entrant lock makes a request (a Patch batch, say) apply as a
+whole without interleaving with others.
 
-Runs follow a script on an injectable clock and are advanced lazily, each time one is read or changed.
-
-Application errors are raised as :class:`ApiError` carrying a ``status_code_pb2`` *name*; the server turns
-them into ``response.status``, the way the real service reports them.
+Application errors are raised as :class:`~.errors.ApiError` carrying a ``status_code_pb2`` *name*; the
+servicer turns them into ``response.status``, the way the real service reports them. The names below
+that live in other modules are re-exported from here, where they have always been importable.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Sequence
 
-from airflow_provider_clarifai.emulator.clock import Clock, WallClock
-from airflow_provider_clarifai.emulator.lifecycle import Run, RunSnapshot, TransitionError, VersionRef
-from airflow_provider_clarifai.emulator.scenario import (
-    DEFAULT_SCRIPT,
-    RunScript,
-    RunSpec,
-    RunState,
-    Scenario,
-    Scope,
+from airflow_provider_clarifai.emulator.clock import Clock
+from airflow_provider_clarifai.emulator.domain import DEFAULT_SCRIPT, Scenario, Scope
+from airflow_provider_clarifai.emulator.errors import (
+    BAD_REQUEST,
+    CONN_DOES_NOT_EXIST,
+    CONN_INSUFFICIENT_SCOPES,
+    CONN_KEY_INVALID,
+    CONN_THROTTLED,
+    INTERNAL_SERVER_ISSUE,
+    MIXED_STATUS,
+    PIPELINE_INVALID_REQUEST,
+    SUCCESS,
+    ApiError,
 )
+from airflow_provider_clarifai.emulator.lifecycle import Run, RunSnapshot, TransitionError, VersionRef
+from airflow_provider_clarifai.emulator.store import RunStore, _newest_first, _Version
 from airflow_provider_clarifai.emulator.traffic import Faults, RateLimiter, RequestLog, RequestRecord
+from airflow_provider_clarifai.emulator.values import (
+    LogLine,
+    LogPage,
+    NewRun,
+    PatchOutcome,
+    PatchResult,
+    RunChange,
+)
 
 __all__ = [
     "BAD_REQUEST",
@@ -61,17 +73,6 @@ __all__ = [
     "VersionRef",
 ]
 
-# Application status codes, by their status_code_pb2 names.
-SUCCESS = "SUCCESS"
-MIXED_STATUS = "MIXED_STATUS"
-CONN_KEY_INVALID = "CONN_KEY_INVALID"
-CONN_INSUFFICIENT_SCOPES = "CONN_INSUFFICIENT_SCOPES"
-CONN_DOES_NOT_EXIST = "CONN_DOES_NOT_EXIST"
-CONN_THROTTLED = "CONN_THROTTLED"
-PIPELINE_INVALID_REQUEST = "PIPELINE_INVALID_REQUEST"
-BAD_REQUEST = "BAD_REQUEST"
-INTERNAL_SERVER_ISSUE = "INTERNAL_SERVER_ISSUE"
-
 #: The only log type the emulator serves.
 LOG_TYPE = "pipeline.version.run"
 #: The only Patch action the real service documents for pause, resume and cancel.
@@ -82,98 +83,13 @@ DEFAULT_LOGS_PER_PAGE = 32
 MAX_PER_PAGE = 1000
 
 
-class ApiError(Exception):
-    """An application-level error, answered in ``response.status`` with gRPC OK.
-
-    :param code: a ``status_code_pb2`` name, e.g. ``"CONN_DOES_NOT_EXIST"``.
-    :param description: a short description.
-    :param details: what the caller can do about it.
-    """
-
-    def __init__(self, code: str, description: str, details: str = "") -> None:
-        super().__init__(f"{code}: {description}")
-        self.code = code
-        self.description = description
-        self.details = details
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """One log entry: the message and a stable, unique url."""
-
-    message: str
-    url: str
-
-
-@dataclass(frozen=True)
-class LogPage:
-    """A page of log entries, with the page number actually served and the page size."""
-
-    entries: tuple[LogLine, ...]
-    page: int
-    per_page: int
-
-
-@dataclass(frozen=True)
-class NewRun:
-    """A run to create.
-
-    :param id: the run id; empty means the emulator picks a uuid4 hex.
-    :param input_args: argo parameter overrides as (name, value) pairs.
-    :param nodepool_id: the nodepool the run was sent to.
-    :param compute_cluster_id: that nodepool's compute cluster.
-    """
-
-    id: str = ""
-    input_args: tuple[tuple[str, str], ...] = ()
-    nodepool_id: str = ""
-    compute_cluster_id: str = ""
-
-
-@dataclass(frozen=True)
-class RunChange:
-    """One entry of a Patch: the run and the status code name it should go to."""
-
-    run_id: str
-    target: str
-
-
-@dataclass(frozen=True)
-class PatchOutcome:
-    """What happened to one requested run: either ``run`` (applied) or ``error`` (rejected, unchanged)."""
-
-    run_id: str
-    run: RunSnapshot | None = None
-    error: ApiError | None = None
-
-    @property
-    def applied(self) -> bool:
-        """Whether the change was applied."""
-        return self.error is None
-
-
-@dataclass(frozen=True)
-class PatchResult:
-    """The outcome of a Patch: one entry per requested run, in request order, and the top-level status."""
-
-    outcomes: tuple[PatchOutcome, ...]
-    code: str
-    description: str
-    details: str = ""
-
-
-@dataclass
-class _Version:
-    post_script: RunScript | None
-    runs: dict[str, Run] = field(default_factory=dict)
-
-
-class Backend:
-    """The emulated service's state and rules.
+class Backend(RunStore):
+    """The emulated service: its state (:class:`~.store.RunStore`) and its rules.
 
     Request methods take ``caller``, the user id returned by :meth:`authorize`, and raise
-    :class:`ApiError`. Inspection helpers (``run_status``, ``runs``, ``set_post_script``...) are for
-    Python-side test code: they skip authorization and raise :class:`KeyError` for unknown ids.
+    :class:`ApiError`. The inspection helpers inherited from the store (``run_status``, ``runs``,
+    ``set_post_script``...) are for Python-side test code: they skip authorization and raise
+    :class:`KeyError` for unknown ids.
 
     :param scenario: the initial state (default: the bundled default scenario).
     :param clock: the lifecycle clock (default: real time).
@@ -186,28 +102,9 @@ class Backend:
         clock: Clock | None = None,
         rate_limit_clock: Clock | None = None,
     ) -> None:
-        self.scenario = scenario if scenario is not None else Scenario.default()
-        self.clock: Clock = clock if clock is not None else WallClock()
-        self._lock = threading.RLock()
+        super().__init__(scenario, clock)
         self._tokens = {spec.token: spec for spec in self.scenario.tokens}
         self._rate_limiter = RateLimiter(self.scenario.rate_limit_per_second, rate_limit_clock)
-        self._last_now = -math.inf
-        self._users: set[str] = set()
-        self._apps: set[tuple[str, str]] = set()
-        self._pipelines: set[tuple[str, str, str]] = set()
-        self._versions: dict[VersionRef, _Version] = {}
-        now = self._now()
-        for user in self.scenario.users:
-            self._users.add(user.id)
-            for app in user.apps:
-                self._apps.add((user.id, app.id))
-                for pipeline in app.pipelines:
-                    self._pipelines.add((user.id, app.id, pipeline.id))
-                    for version in pipeline.versions:
-                        ref = VersionRef(user.id, app.id, pipeline.id, version.id)
-                        self._versions[ref] = _Version(post_script=version.post_script)
-                        for run_spec in version.runs:
-                            self._seed(ref, run_spec, now)
 
     # -- auth -------------------------------------------------------------------------------------------
 
@@ -463,205 +360,7 @@ class Backend:
         )
         return LogPage(entries=entries, page=page, per_page=per_page)
 
-    # -- inspection helpers for tests -------------------------------------------------------------------
-
-    def now(self) -> float:
-        """Return the lifecycle clock's time."""
-        return self.clock.now()
-
-    def run(self, user_id: str, app_id: str, pipeline_id: str, version_id: str, run_id: str) -> RunSnapshot:
-        """Return a run, advanced to now.
-
-        :param user_id: the user id.
-        :param app_id: the app id.
-        :param pipeline_id: the pipeline id.
-        :param version_id: the pipeline version id.
-        :param run_id: the run id.
-        :return: the run.
-        :raises KeyError: if a resource does not exist.
-        """
-        with self._lock, _as_key_error():
-            now = self._now()
-            ref, version = self._find_version(VersionRef(user_id, app_id, pipeline_id, version_id), None)
-            run = self._find_run(version, ref, run_id)
-            run.advance(now)
-            return run.snapshot(now)
-
-    def run_status(self, user_id: str, app_id: str, pipeline_id: str, version_id: str, run_id: str) -> str:
-        """Return a run's state name (e.g. ``"JOB_RUNNING"``), advanced to now.
-
-        :param user_id: the user id.
-        :param app_id: the app id.
-        :param pipeline_id: the pipeline id.
-        :param version_id: the pipeline version id.
-        :param run_id: the run id.
-        :return: the state name.
-        :raises KeyError: if a resource does not exist.
-        """
-        return str(self.run(user_id, app_id, pipeline_id, version_id, run_id).state)
-
-    def runs(self, user_id: str, app_id: str, pipeline_id: str, version_id: str) -> list[RunSnapshot]:
-        """Return every run of a version, newest first, advanced to now.
-
-        :param user_id: the user id.
-        :param app_id: the app id.
-        :param pipeline_id: the pipeline id.
-        :param version_id: the pipeline version id.
-        :return: the runs.
-        :raises KeyError: if a resource does not exist.
-        """
-        with self._lock, _as_key_error():
-            now = self._now()
-            _, version = self._find_version(VersionRef(user_id, app_id, pipeline_id, version_id), None)
-            return [run.snapshot(now) for run in _newest_first(version.runs.values(), now)]
-
-    def log_messages(
-        self, user_id: str, app_id: str, pipeline_id: str, version_id: str, run_id: str
-    ) -> list[str]:
-        """Return every log message of a run so far.
-
-        :param user_id: the user id.
-        :param app_id: the app id.
-        :param pipeline_id: the pipeline id.
-        :param version_id: the pipeline version id.
-        :param run_id: the run id.
-        :return: the messages, oldest first.
-        :raises KeyError: if a resource does not exist.
-        """
-        with self._lock, _as_key_error():
-            now = self._now()
-            ref, version = self._find_version(VersionRef(user_id, app_id, pipeline_id, version_id), None)
-            run = self._find_run(version, ref, run_id)
-            run.advance(now)
-            return list(run.lines)
-
-    def set_post_script(
-        self,
-        user_id: str,
-        app_id: str,
-        pipeline_id: str,
-        version_id: str,
-        script: RunScript | Mapping[str, Any] | None,
-    ) -> None:
-        """Set the script that runs posted from now on to a version get.
-
-        :param user_id: the user id.
-        :param app_id: the app id.
-        :param pipeline_id: the pipeline id.
-        :param version_id: the pipeline version id.
-        :param script: a :class:`RunScript`, a mapping in the scenario format, or ``None`` for the default.
-        :raises KeyError: if the version does not exist.
-        :raises ScenarioError: if the mapping is invalid.
-        """
-        if isinstance(script, Mapping):
-            script = RunScript.from_dict(script, "post_script")
-        with self._lock, _as_key_error():
-            _, version = self._find_version(VersionRef(user_id, app_id, pipeline_id, version_id), None)
-            version.post_script = script
-
-    def add_run(
-        self,
-        user_id: str,
-        app_id: str,
-        pipeline_id: str,
-        version_id: str,
-        run_id: str,
-        status: RunState | str = RunState.QUEUED,
-        script: RunScript | Mapping[str, Any] | None = None,
-    ) -> RunSnapshot:
-        """Seed a run now, in a given state, as a scenario's ``runs`` entry would.
-
-        :param user_id: the user id.
-        :param app_id: the app id.
-        :param pipeline_id: the pipeline id.
-        :param version_id: the pipeline version id.
-        :param run_id: the new run's id.
-        :param status: its initial state name.
-        :param script: how it continues (default: the default script).
-        :return: the run.
-        :raises KeyError: if the version does not exist.
-        :raises ValueError: if the run already exists or the status is unknown.
-        """
-        if isinstance(script, Mapping):
-            script = RunScript.from_dict(script, "script")
-        spec = RunSpec(id=run_id, status=RunState(status), script=script or DEFAULT_SCRIPT)
-        with self._lock:
-            now = self._now()
-            with _as_key_error():
-                ref, version = self._find_version(VersionRef(user_id, app_id, pipeline_id, version_id), None)
-            if run_id in version.runs:
-                raise ValueError(f"run {run_id!r} already exists")
-            return self._seed(ref, spec, now).snapshot(now)
-
     # -- internals --------------------------------------------------------------------------------------
-
-    def _now(self) -> float:
-        # Read under the lock and never go backwards: the lazy state machine assumes time is monotonic,
-        # even if a clock hands two threads their readings out of order.
-        with self._lock:
-            self._last_now = max(self._last_now, self.clock.now())
-            return self._last_now
-
-    def _seed(self, ref: VersionRef, spec: RunSpec, now: float) -> Run:
-        run = Run.seed(ref, spec, now)
-        self._versions[ref].runs[spec.id] = run
-        return run
-
-    def _find_version(
-        self, ref: VersionRef, caller: str | None, run_id: str | None = None
-    ) -> tuple[VersionRef, _Version]:
-        """Resolve ids, with "me" replaced by the caller; ``caller=None`` is trusted Python code."""
-        missing = [
-            name
-            for name, value in (
-                ("user_app_id.user_id", ref.user_id),
-                ("user_app_id.app_id", ref.app_id),
-                ("pipeline_id", ref.pipeline_id),
-                ("pipeline_version_id", ref.version_id),
-                ("pipeline_version_run_id", run_id),
-            )
-            if value == ""
-        ]
-        if missing:
-            raise ApiError(
-                PIPELINE_INVALID_REQUEST,
-                f"missing required ids: {', '.join(missing)}",
-                "Set every id of the pipeline version in the request.",
-            )
-        user_id = caller if caller is not None and ref.user_id == "me" else ref.user_id
-        # Another user's resources answer exactly like missing ones, so a token cannot probe for them.
-        if user_id not in self._users or (caller is not None and user_id != caller):
-            raise ApiError(CONN_DOES_NOT_EXIST, f"user '{ref.user_id}' not found", "Check the user id.")
-        if (user_id, ref.app_id) not in self._apps:
-            raise ApiError(
-                CONN_DOES_NOT_EXIST, f"app '{ref.app_id}' not found for user '{user_id}'", "Check the app id."
-            )
-        if (user_id, ref.app_id, ref.pipeline_id) not in self._pipelines:
-            raise ApiError(
-                CONN_DOES_NOT_EXIST,
-                f"pipeline '{ref.pipeline_id}' not found in app '{ref.app_id}'",
-                "Check the pipeline id.",
-            )
-        resolved = VersionRef(user_id, ref.app_id, ref.pipeline_id, ref.version_id)
-        version = self._versions.get(resolved)
-        if version is None:
-            raise ApiError(
-                CONN_DOES_NOT_EXIST,
-                f"pipeline version '{ref.version_id}' not found for pipeline '{ref.pipeline_id}'",
-                "Check the pipeline version id.",
-            )
-        return resolved, version
-
-    @staticmethod
-    def _find_run(version: _Version, ref: VersionRef, run_id: str) -> Run:
-        run = version.runs.get(run_id)
-        if run is None:
-            raise ApiError(
-                CONN_DOES_NOT_EXIST,
-                f"pipeline version run '{run_id}' not found for pipeline version '{ref.version_id}'",
-                "Check the run id.",
-            )
-        return run
 
     def _patch_one(
         self, version: _Version, ref: VersionRef, action: str, change: RunChange, seen: set[str], now: float
@@ -707,25 +406,7 @@ def _patch_result(outcomes: tuple[PatchOutcome, ...]) -> PatchResult:
     )
 
 
-def _newest_first(runs: Iterable[Run], now: float) -> list[Run]:
-    """Advance runs to ``now`` and order them as List does: newest created first, ties by id."""
-    ordered = sorted(runs, key=lambda run: run.id)
-    ordered.sort(key=lambda run: run.created_at, reverse=True)
-    for run in ordered:
-        run.advance(now)
-    return ordered
-
-
 def _page_size(per_page: int, default: int) -> int:
     if per_page <= 0:
         return default
     return min(per_page, MAX_PER_PAGE)
-
-
-@contextlib.contextmanager
-def _as_key_error() -> Iterator[None]:
-    """Turn ApiError into KeyError for the Python-side helpers, which are not requests."""
-    try:
-        yield
-    except ApiError as error:
-        raise KeyError(error.description) from None

@@ -1,17 +1,25 @@
-"""Pytest fixtures for the Clarifai emulator, registered through the ``pytest11`` entry point.
+"""Pytest fixtures for the Clarifai emulator. Opt in from your ``conftest.py``::
+
+    pytest_plugins = ["airflow_provider_clarifai.emulator.pytest_plugin"]
+
+Installing the provider registers nothing with pytest: only test suites that declare the plugin get it.
 
 * ``clarifai_emulator``: a started :class:`~airflow_provider_clarifai.emulator.server.ClarifaiEmulator`
   on a free loopback port, with a :class:`~airflow_provider_clarifai.emulator.clock.ManualClock`, serving
-  the bundled default scenario or the one named by ``@pytest.mark.clarifai_scenario(...)``; stopped after
-  the test.
+  the bundled default scenario or the one named by ``@pytest.mark.clarifai_scenario(...)``, without a
+  rate limit unless the test asks for one; stopped after the test.
 * ``clarifai_connection``: sets ``AIRFLOW_CONN_CLARIFAI_DEFAULT`` to that emulator and returns the conn id.
 * ``clarifai_emulator_options``: more keyword arguments for the emulator, ``{}`` by default. Override it in a
   test module or ``conftest.py`` to serve TLS with certificates made at run time, e.g.
-  ``{"tls_cert": path, "tls_key": path, "tls_root_certificates_path": ca_path}``; the same keys are also
-  accepted as ``clarifai_scenario`` marker keywords (paths relative to the test file, or the cwd).
+  ``{"tls_cert": path, "tls_key": path, "tls_root_certificates_path": ca_path}``, or to set a rate limit
+  (``{"rate_limit_per_second": 15}``); the same keys are also accepted as ``clarifai_scenario`` marker
+  keywords (paths relative to the test file, or the cwd).
+* ``clarifai_connection_extra``: the ``extra`` of that connection, ``{}`` by default (over TLS the root
+  certificates are added); override it for, say, a shorter per-call ``timeout``.
+* ``clarifai_default_scenario``: the scenario of tests without a marker naming one, ``None`` (the bundled
+  default) by default; override it in a ``conftest.py`` to give a whole suite its scenario.
 
-This module is imported by every pytest session of an environment where the provider is installed, so it
-imports nothing heavy at import time: gRPC and the emulator are imported inside the fixtures.
+The module imports nothing heavy at import time: gRPC and the emulator are imported inside the fixtures.
 """
 
 from __future__ import annotations
@@ -38,10 +46,11 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(source=None, *, time_scale=None, tls_cert=None, tls_key=None, "
-        "tls_root_certificates_path=None): scenario for the clarifai_emulator fixture: a YAML file "
-        "path (relative to the test file, or to the working directory), YAML text or a dict; "
+        f"{MARKER}(source=None, *, time_scale=None, rate_limit_per_second=None, tls_cert=None, "
+        "tls_key=None, tls_root_certificates_path=None): scenario for the clarifai_emulator fixture: a "
+        "YAML file path (relative to the test file, or to the working directory), YAML text or a dict; "
         "time_scale=N uses a real clock running N times faster instead of a ManualClock; "
+        "rate_limit_per_second=N throttles each token above N requests per second (default: no limit); "
         "tls_cert and tls_key (PEM paths or bytes) serve TLS.",
     )
 
@@ -65,6 +74,8 @@ def _clock_for(marker: pytest.Mark | None) -> Clock:
 
 #: Marker keywords passed on to ClarifaiEmulator; the ones that name files are resolved like scenarios.
 _EMULATOR_KEYWORDS = ("tls_cert", "tls_key", "tls_root_certificates_path")
+#: The marker keyword (and ``clarifai_emulator_options`` key) that sets a rate limit; none by default.
+RATE_LIMIT = "rate_limit_per_second"
 
 
 def _resolve_path(value: Any, test_path: Path | None) -> Any:
@@ -80,8 +91,10 @@ def clarifai_emulator_options() -> dict[str, Any]:
     """More keyword arguments for the ``clarifai_emulator`` fixture's emulator; none by default.
 
     Override it in a test module or a ``conftest.py``, for example to serve TLS with a certificate made in
-    ``tmp_path``: ``{"tls_cert": cert_path, "tls_key": key_path, "tls_root_certificates_path": ca_path}``.
-    The ``clarifai_scenario`` marker's keywords of the same names win over it.
+    ``tmp_path``: ``{"tls_cert": cert_path, "tls_key": key_path, "tls_root_certificates_path": ca_path}``,
+    or to throttle like the real service: ``{"rate_limit_per_second": 15}`` (the fixture's emulator has
+    no rate limit otherwise, whatever its scenario says). The ``clarifai_scenario`` marker's keywords of
+    the same names win over it.
 
     :return: keyword arguments of :class:`~airflow_provider_clarifai.emulator.server.ClarifaiEmulator`.
     """
@@ -89,23 +102,38 @@ def clarifai_emulator_options() -> dict[str, Any]:
 
 
 @pytest.fixture
+def clarifai_default_scenario() -> Any:
+    """The scenario of the ``clarifai_emulator`` fixture when no ``clarifai_scenario`` marker names one.
+
+    ``None``, the bundled default scenario, unless overridden (in a ``conftest.py``, say) with anything the
+    marker takes: a path, YAML text, a dict or a :class:`~airflow_provider_clarifai.emulator.Scenario`.
+
+    :return: the scenario, or ``None``.
+    """
+    return None
+
+
+@pytest.fixture
 def clarifai_emulator(
-    request: pytest.FixtureRequest, clarifai_emulator_options: dict[str, Any]
+    request: pytest.FixtureRequest,
+    clarifai_emulator_options: dict[str, Any],
+    clarifai_default_scenario: Any,
 ) -> Iterator[ClarifaiEmulator]:
     """A running Clarifai emulator, stopped after the test.
 
     :param request: the pytest request (reads the ``clarifai_scenario`` marker).
     :param clarifai_emulator_options: more keyword arguments for the emulator (TLS, for example).
+    :param clarifai_default_scenario: the scenario when the marker names none.
     :return: the emulator (yielded).
     """
     from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
 
     marker = request.node.get_closest_marker(MARKER)
-    source = None
+    source = clarifai_default_scenario
     test_path = getattr(request, "path", None)
     options = dict(clarifai_emulator_options)
     if marker is not None:
-        source = marker.args[0] if marker.args else marker.kwargs.get("source")
+        source = marker.args[0] if marker.args else marker.kwargs.get("source", source)
         options.update(
             {
                 key: _resolve_path(marker.kwargs[key], test_path)
@@ -113,8 +141,13 @@ def clarifai_emulator(
                 if key in marker.kwargs
             }
         )
+        if RATE_LIMIT in marker.kwargs:
+            options[RATE_LIMIT] = marker.kwargs[RATE_LIMIT]
+    rate_limit = options.pop(RATE_LIMIT, None)
     scenario = _resolve_scenario(source, test_path)
     emulator = ClarifaiEmulator(scenario=scenario, clock=_clock_for(marker), **options)
+    # Off unless the test asked: a test that reads fast must not be throttled by accident.
+    emulator.set_rate_limit(rate_limit)
     emulator.start()
     try:
         yield emulator
@@ -123,15 +156,32 @@ def clarifai_emulator(
 
 
 @pytest.fixture
-def clarifai_connection(clarifai_emulator: ClarifaiEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
+def clarifai_connection_extra() -> dict[str, Any]:
+    """The ``extra`` of the ``clarifai_connection`` fixture's connection; none by default.
+
+    Override it in a test module or a ``conftest.py``, e.g. ``{"timeout": 5}`` for a shorter per-call
+    deadline. Over TLS, ``root_certificates_path`` is added unless given here.
+
+    :return: connection extras.
+    """
+    return {}
+
+
+@pytest.fixture
+def clarifai_connection(
+    clarifai_emulator: ClarifaiEmulator,
+    clarifai_connection_extra: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
     """Point the Airflow connection ``clarifai_default`` at the emulator, through its environment variable.
 
     Over TLS the connection carries ``root_certificates_path`` (see ``ClarifaiEmulator.airflow_connection``).
 
     :param clarifai_emulator: the emulator fixture.
+    :param clarifai_connection_extra: the connection's ``extra``.
     :param monkeypatch: restores the environment after the test.
     :return: the connection id.
     """
-    name, value = clarifai_emulator.airflow_connection_env(CONN_ID)
+    name, value = clarifai_emulator.airflow_connection_env(CONN_ID, clarifai_connection_extra or None)
     monkeypatch.setenv(name, value)
     return CONN_ID

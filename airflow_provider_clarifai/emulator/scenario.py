@@ -1,23 +1,48 @@
-"""Scenario files: what the emulator starts with, and the value types shared by the backend.
+"""Scenario files: reading what the emulator starts with from YAML, a mapping or the bundled default.
 
 A scenario is plain data (see ``docs/emulator.rst`` for the YAML format). It is parsed and validated
-here once, into frozen dataclasses, so the backend never has to second-guess its input. Every
-validation error names the path of the offending key, e.g. ``users[0].apps[0].pipelines[0].id``.
+here once, into the frozen dataclasses of :mod:`.domain`, so the backend never has to second-guess its
+input. Every validation error names the path of the offending key, e.g.
+``users[0].apps[0].pipelines[0].id``.
+
+The value types are defined in :mod:`.domain` and importable from here too, as they always were.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from airflow_provider_clarifai.emulator.domain import (
+    DEFAULT_RATE_LIMIT_PER_SECOND,
+    DEFAULT_SCRIPT,
+    IMPLEMENTED_METHODS,
+    OUTCOME_STATES,
+    TERMINAL_STATES,
+    AppSpec,
+    FaultKind,
+    FaultRule,
+    PipelineSpec,
+    RunScript,
+    RunSpec,
+    RunState,
+    Scenario,
+    ScenarioError,
+    Scope,
+    ScriptedLog,
+    TokenSpec,
+    UserSpec,
+    VersionSpec,
+    names,
+)
+
 __all__ = [
+    "BUNDLED_SCENARIOS",
     "DEFAULT_RATE_LIMIT_PER_SECOND",
     "DEFAULT_SCRIPT",
     "IMPLEMENTED_METHODS",
@@ -37,412 +62,204 @@ __all__ = [
     "TokenSpec",
     "UserSpec",
     "VersionSpec",
+    "bundled_scenario",
+    "default_scenario",
     "load_scenario",
+    "parse_fault_rule",
+    "parse_run_script",
+    "parse_scenario",
+    "scenario_from_yaml",
+    "scenario_from_yaml_text",
 ]
 
-#: The documented default of the real service: 15 requests per second.
-DEFAULT_RATE_LIMIT_PER_SECOND = 15
 
-#: The RPCs the emulator answers; faults may name one of these or ``"*"``.
-IMPLEMENTED_METHODS: tuple[str, ...] = (
-    "PostPipelineVersionRuns",
-    "GetPipelineVersionRun",
-    "ListPipelineVersionRuns",
-    "PatchPipelineVersionRuns",
-    "ListLogEntries",
-    "GetUser",
-)
+def load_scenario(source: Scenario | Mapping[str, Any] | str | os.PathLike[str] | None) -> Scenario:
+    """Turn whatever the emulator was given into a :class:`Scenario`.
 
-
-class ScenarioError(ValueError):
-    """A scenario that cannot be used, with the path of the bad key.
-
-    :param message: what is wrong.
-    :param path: where, as a dotted path with list indexes (``users[0].apps[1].id``); empty for the root.
+    :param source: ``None`` (the bundled default), a :class:`Scenario`, a mapping in the scenario format,
+        a path to a YAML file, or YAML text.
+    :return: the scenario.
+    :raises ScenarioError: if it is invalid.
     """
-
-    def __init__(self, message: str, path: str = "") -> None:
-        self.message = message
-        self.path = path
-        super().__init__(f"{path}: {message}" if path else message)
-
-
-class RunState(StrEnum):
-    """Pipeline-run states, valued by their ``status_code_pb2`` names (the emulator's models never use
-    numeric codes)."""
-
-    QUEUED = "JOB_QUEUED"
-    RUNNING = "JOB_RUNNING"
-    PAUSED = "JOB_PAUSED"
-    COMPLETED = "JOB_COMPLETED"
-    FAILED = "JOB_FAILED"
-    CANCELLED = "JOB_CANCELLED"
-    UNEXPECTED_ERROR = "JOB_UNEXPECTED_ERROR"
-    CONFLICT = "JOB_CONFLICT"
+    if source is None:
+        return default_scenario()
+    if isinstance(source, Scenario):
+        return source
+    if isinstance(source, Mapping):
+        return parse_scenario(source)
+    return scenario_from_yaml(source)
 
 
-TERMINAL_STATES: frozenset[RunState] = frozenset(
-    {RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED, RunState.UNEXPECTED_ERROR}
-)
-#: The states a script may end a run in by itself (cancellation only comes from a client).
-OUTCOME_STATES: frozenset[RunState] = frozenset(
-    {RunState.COMPLETED, RunState.FAILED, RunState.UNEXPECTED_ERROR}
-)
+#: The scenarios bundled with the package, in ``emulator/scenarios/``.
+BUNDLED_SCENARIOS = ("default", "scripted")
 
 
-class Scope(StrEnum):
-    """What a token may do: ``read`` (Get, List, ListLogEntries, GetUser) and ``write`` (Post, Patch)."""
+def default_scenario() -> Scenario:
+    """Load the scenario bundled with the package (``emulator/scenarios/default.yaml``): its runs stay as
+    they are until a client or the test changes them; the runs posted to it end on their own.
 
-    READ = "read"
-    WRITE = "write"
-
-
-class FaultKind(StrEnum):
-    """The failures the emulator can inject; see :class:`FaultRule`."""
-
-    UNAVAILABLE = "unavailable"
-    UNAVAILABLE_AFTER = "unavailable_after"
-    DEADLINE = "deadline"
-    INTERNAL = "internal"
-    THROTTLE = "throttle"
-    LATENCY = "latency"
-    GARBAGE = "garbage"
-    HANG = "hang"
-
-
-@dataclass(frozen=True)
-class ScriptedLog:
-    """One scripted log line.
-
-    :param at: active running seconds after which the line appears.
-    :param message: the line, verbatim.
+    :return: the default scenario.
     """
-
-    at: float
-    message: str
+    return bundled_scenario("default")
 
 
-@dataclass(frozen=True)
-class RunScript:
-    """How a run lives when nobody acts on it.
+def bundled_scenario(name: str) -> Scenario:
+    """Load a scenario bundled with the package, by name (see :data:`BUNDLED_SCENARIOS`).
 
-    :param queued_seconds: time spent in ``JOB_QUEUED`` before it starts running.
-    :param running_seconds: active running time until ``outcome``; ``None`` runs until a client acts.
-    :param outcome: the state the run ends in: ``JOB_COMPLETED``, ``JOB_FAILED`` or ``JOB_UNEXPECTED_ERROR``.
-    :param logs: lines that appear once the run has been actively running for their ``at`` seconds.
+    :param name: ``"default"``, or ``"scripted"``: the same users, versions and runs, whose runs end on
+        their own (``run-queued`` completes 65 s after the start, ``run-running`` after 600 s...).
+    :return: the scenario.
+    :raises ScenarioError: for another name.
     """
-
-    queued_seconds: float = 1.0
-    running_seconds: float | None = 5.0
-    outcome: RunState = RunState.COMPLETED
-    logs: tuple[ScriptedLog, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.queued_seconds < 0:
-            raise ValueError("queued_seconds must not be negative")
-        if self.running_seconds is not None and self.running_seconds < 0:
-            raise ValueError("running_seconds must not be negative")
-        if self.outcome not in OUTCOME_STATES:
-            raise ValueError(f"outcome must be one of {_names(OUTCOME_STATES)}, got {self.outcome}")
-        # Sorted once here so the backend can emit lines with a simple cursor.
-        object.__setattr__(self, "logs", tuple(sorted(self.logs, key=lambda line: line.at)))
-
-    @classmethod
-    def from_dict(cls, data: Any, path: str = "script") -> RunScript:
-        """Build a script from a mapping, filling missing keys with the defaults.
-
-        :param data: a mapping with keys ``queued_seconds``, ``running_seconds``, ``outcome``, ``logs``.
-        :param path: where the mapping sits, for error messages.
-        :return: the script.
-        :raises ScenarioError: if the mapping is invalid.
-        """
-        mapping = _mapping(data, path, allowed=("queued_seconds", "running_seconds", "outcome", "logs"))
-        queued = _number(mapping, "queued_seconds", path, default=DEFAULT_SCRIPT.queued_seconds)
-        running: float | None = DEFAULT_SCRIPT.running_seconds
-        if "running_seconds" in mapping:
-            running = _optional_number(mapping, "running_seconds", path)
-        outcome = DEFAULT_SCRIPT.outcome
-        if "outcome" in mapping:
-            outcome = _state(mapping["outcome"], _join(path, "outcome"), OUTCOME_STATES)
-        logs = []
-        for index, item in enumerate(_list(mapping, "logs", path)):
-            item_path = f"{_join(path, 'logs')}[{index}]"
-            line = _mapping(item, item_path, allowed=("at", "message"), required=("at", "message"))
-            logs.append(
-                ScriptedLog(at=_number(line, "at", item_path), message=_text(line, "message", item_path))
-            )
-        return cls(queued_seconds=queued, running_seconds=running, outcome=outcome, logs=tuple(logs))
+    if name not in BUNDLED_SCENARIOS:
+        raise ScenarioError(f"no bundled scenario {name!r}; use one of {', '.join(BUNDLED_SCENARIOS)}")
+    text = (
+        resources.files("airflow_provider_clarifai.emulator")
+        .joinpath(f"scenarios/{name}.yaml")
+        .read_text(encoding="utf-8")
+    )
+    return scenario_from_yaml_text(text, source=f"{name}.yaml")
 
 
-#: The script of a posted run when its version has no ``post_script``.
-DEFAULT_SCRIPT = RunScript()
+def scenario_from_yaml(source: str | os.PathLike[str]) -> Scenario:
+    """Load a scenario from a YAML file or from YAML text.
 
+    A :class:`os.PathLike`, or a one-line string naming an existing file or ending in ``.yaml`` /
+    ``.yml``, is read as a file; any other string is parsed as YAML text.
 
-@dataclass(frozen=True)
-class FaultRule:
-    """One fault to inject.
-
-    :param kind: what goes wrong (:class:`FaultKind` or its string value):
-        ``unavailable`` aborts with gRPC UNAVAILABLE before touching state; ``unavailable_after``
-        applies the request, then aborts with UNAVAILABLE (the reply is lost); ``deadline`` aborts
-        with DEADLINE_EXCEEDED; ``internal`` answers INTERNAL_SERVER_ISSUE in ``response.status``;
-        ``throttle`` answers CONN_THROTTLED; ``latency`` waits ``latency_seconds`` of real time, then
-        handles the request normally; ``garbage`` answers bytes that do not parse as the response;
-        ``hang`` never answers (until the client gives up or the emulator stops).
-    :param method: an RPC name from :data:`IMPLEMENTED_METHODS`, or ``"*"`` for all of them.
-    :param count: how many times the fault fires before it is used up; ``None`` for no limit.
-    :param probability: chance (0..1) that a matching request triggers the fault; drawn from the
-        emulator's seeded random generator, so runs are reproducible.
-    :param latency_seconds: the delay of a ``latency`` fault (real seconds).
+    :param source: a path or YAML text.
+    :return: the scenario.
+    :raises ScenarioError: if the file is missing or the scenario is invalid.
     """
-
-    kind: FaultKind
-    method: str = "*"
-    count: int | None = None
-    probability: float = 1.0
-    latency_seconds: float = 0.0
-
-    def __post_init__(self) -> None:
+    if isinstance(source, os.PathLike) or _looks_like_path(source):
+        path = Path(source)
         try:
-            object.__setattr__(self, "kind", FaultKind(self.kind))
-        except ValueError:
-            raise ValueError(f"unknown fault kind {self.kind!r}; use one of {_names(FaultKind)}") from None
-        if self.method != "*" and self.method not in IMPLEMENTED_METHODS:
-            raise ValueError(
-                f"unknown method {self.method!r}; use '*' or one of {', '.join(IMPLEMENTED_METHODS)}"
-            )
-        if self.count is not None and self.count < 1:
-            raise ValueError("count must be at least 1, or null for no limit")
-        if not 0.0 <= self.probability <= 1.0:
-            raise ValueError("probability must be between 0 and 1")
-        if self.latency_seconds < 0:
-            raise ValueError("latency_seconds must not be negative")
-        if self.kind is FaultKind.LATENCY and self.latency_seconds <= 0:
-            raise ValueError("a latency fault needs a positive latency_seconds")
-
-    def matches(self, method: str) -> bool:
-        """Tell whether this rule applies to an RPC.
-
-        :param method: the RPC name.
-        :return: whether the rule targets that RPC.
-        """
-        return self.method in ("*", method)
-
-    @classmethod
-    def from_dict(cls, data: Any, path: str = "fault") -> FaultRule:
-        """Build a rule from a scenario mapping.
-
-        :param data: a mapping with ``kind`` and optional ``method``, ``count``, ``probability``,
-            ``latency_seconds``.
-        :param path: where the mapping sits, for error messages.
-        :return: the rule.
-        :raises ScenarioError: if the mapping is invalid.
-        """
-        mapping = _mapping(
-            data,
-            path,
-            allowed=("kind", "method", "count", "probability", "latency_seconds"),
-            required=("kind",),
-        )
-        kind_text = _text(mapping, "kind", path)
-        if kind_text not in set(FaultKind):
-            raise ScenarioError(f"unknown fault kind; use one of {_names(FaultKind)}", _join(path, "kind"))
-        method = _text(mapping, "method", path, default="*")
-        if method != "*" and method not in IMPLEMENTED_METHODS:
-            raise ScenarioError(
-                f"unknown method; use '*' or one of {', '.join(IMPLEMENTED_METHODS)}", _join(path, "method")
-            )
-        count = mapping.get("count")
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-            raise ScenarioError("must be an integer >= 1, or null for no limit", _join(path, "count"))
-        probability = _number(mapping, "probability", path, default=1.0)
-        if probability > 1:
-            raise ScenarioError("must be between 0 and 1", _join(path, "probability"))
-        latency = _number(mapping, "latency_seconds", path, default=0.0)
-        try:
-            return cls(
-                kind=FaultKind(kind_text),
-                method=method,
-                count=count,
-                probability=probability,
-                latency_seconds=latency,
-            )
-        except ValueError as error:  # rules spanning keys, e.g. a latency fault without latency_seconds
-            raise ScenarioError(str(error), path) from None
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ScenarioError(f"cannot read scenario file {str(path)!r}: {error.strerror}") from None
+        return scenario_from_yaml_text(text, source=str(path))
+    return scenario_from_yaml_text(source)
 
 
-@dataclass(frozen=True)
-class TokenSpec:
-    """A personal access token the emulator accepts.
+def scenario_from_yaml_text(text: str, source: str = "<yaml>") -> Scenario:
+    """Parse YAML text into a scenario.
 
-    :param token: the secret, sent as ``authorization: Key <token>``.
-    :param user_id: the user the token acts as; it can only see that user's resources.
-    :param scopes: what the token may do.
+    :param text: the YAML document.
+    :param source: a name for error messages.
+    :return: the scenario.
+    :raises ScenarioError: if the YAML does not parse or the scenario is invalid.
     """
-
-    token: str
-    user_id: str
-    scopes: frozenset[Scope] = frozenset({Scope.READ, Scope.WRITE})
-
-    def __repr__(self) -> str:
-        # Keep the secret out of reprs that end up in logs and test reports.
-        return f"TokenSpec(token='***', user_id={self.user_id!r}, scopes={sorted(self.scopes)!r})"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ScenarioError(f"{source}: not valid YAML: {error}") from None
+    return parse_scenario(data, source=source)
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """A run that exists when the emulator starts.
+def parse_scenario(data: Any, source: str = "<dict>") -> Scenario:
+    """Validate a mapping (the parsed YAML) into a scenario.
 
-    :param id: the run id.
-    :param status: its state at start; it then follows ``script`` (``JOB_QUEUED`` counts down
-        ``queued_seconds``, ``JOB_RUNNING`` starts its ``running_seconds`` at start).
-    :param script: how it continues.
+    :param data: the mapping.
+    :param source: a name for error messages.
+    :return: the scenario.
+    :raises ScenarioError: if the scenario is invalid; its ``path`` names the bad key.
     """
+    root = _mapping(
+        data,
+        "",
+        allowed=("rate_limit_per_second", "fault_seed", "tokens", "users", "faults"),
+        required=("tokens",),
+    )
+    rate_limit: int | None = DEFAULT_RATE_LIMIT_PER_SECOND
+    if "rate_limit_per_second" in root:
+        rate_limit = _rate_limit(root["rate_limit_per_second"], "rate_limit_per_second")
+    fault_seed = root.get("fault_seed", 0)
+    if isinstance(fault_seed, bool) or not isinstance(fault_seed, int):
+        raise ScenarioError("must be an integer", "fault_seed")
+    users = _users(root)
+    tokens = _tokens(root, {user.id for user in users})
+    faults = tuple(
+        parse_fault_rule(item, f"faults[{index}]") for index, item in enumerate(_list(root, "faults", ""))
+    )
+    return Scenario(
+        tokens=tokens,
+        users=users,
+        rate_limit_per_second=rate_limit,
+        faults=faults,
+        fault_seed=fault_seed,
+        source=source,
+    )
 
-    id: str
-    status: RunState = RunState.QUEUED
-    script: RunScript = DEFAULT_SCRIPT
 
+def parse_run_script(data: Any, path: str = "script") -> RunScript:
+    """Build a script from a mapping, filling missing keys with the defaults.
 
-@dataclass(frozen=True)
-class VersionSpec:
-    """A pipeline version.
-
-    :param id: the pipeline version id.
-    :param post_script: the script given to runs posted to this version (default: :data:`DEFAULT_SCRIPT`).
-    :param runs: runs that exist at start.
+    :param data: a mapping with keys ``queued_seconds``, ``running_seconds``, ``outcome``, ``logs``.
+    :param path: where the mapping sits, for error messages.
+    :return: the script.
+    :raises ScenarioError: if the mapping is invalid.
     """
-
-    id: str
-    post_script: RunScript | None = None
-    runs: tuple[RunSpec, ...] = ()
-
-
-@dataclass(frozen=True)
-class PipelineSpec:
-    """A pipeline and its versions."""
-
-    id: str
-    versions: tuple[VersionSpec, ...] = ()
-
-
-@dataclass(frozen=True)
-class AppSpec:
-    """An app and its pipelines."""
-
-    id: str
-    pipelines: tuple[PipelineSpec, ...] = ()
+    mapping = _mapping(data, path, allowed=("queued_seconds", "running_seconds", "outcome", "logs"))
+    queued: float | None = DEFAULT_SCRIPT.queued_seconds
+    if "queued_seconds" in mapping:
+        queued = _optional_number(mapping, "queued_seconds", path)
+    running: float | None = DEFAULT_SCRIPT.running_seconds
+    if "running_seconds" in mapping:
+        running = _optional_number(mapping, "running_seconds", path)
+    outcome = DEFAULT_SCRIPT.outcome
+    if "outcome" in mapping:
+        outcome = _state(mapping["outcome"], _join(path, "outcome"), OUTCOME_STATES)
+    logs = []
+    for index, item in enumerate(_list(mapping, "logs", path)):
+        item_path = f"{_join(path, 'logs')}[{index}]"
+        line = _mapping(item, item_path, allowed=("at", "message"), required=("at", "message"))
+        logs.append(ScriptedLog(at=_number(line, "at", item_path), message=_text(line, "message", item_path)))
+    return RunScript(queued_seconds=queued, running_seconds=running, outcome=outcome, logs=tuple(logs))
 
 
-@dataclass(frozen=True)
-class UserSpec:
-    """A user and their apps."""
+def parse_fault_rule(data: Any, path: str = "fault") -> FaultRule:
+    """Build a fault rule from a scenario mapping.
 
-    id: str
-    apps: tuple[AppSpec, ...] = ()
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """Everything the emulator starts with.
-
-    :param tokens: accepted tokens; the first is the emulator's default token.
-    :param users: the resource tree: users, apps, pipelines, versions, runs.
-    :param rate_limit_per_second: requests per second allowed per token; ``None`` turns the limit off.
-    :param faults: faults active from the start.
-    :param fault_seed: seed of the random generator behind fault probabilities.
+    :param data: a mapping with ``kind`` and optional ``method``, ``count``, ``probability``,
+        ``latency_seconds``.
+    :param path: where the mapping sits, for error messages.
+    :return: the rule.
+    :raises ScenarioError: if the mapping is invalid.
     """
-
-    tokens: tuple[TokenSpec, ...]
-    users: tuple[UserSpec, ...] = ()
-    rate_limit_per_second: int | None = DEFAULT_RATE_LIMIT_PER_SECOND
-    faults: tuple[FaultRule, ...] = ()
-    fault_seed: int = 0
-    source: str = field(default="<dict>", compare=False)
-
-    @classmethod
-    def default(cls) -> Scenario:
-        """Load the scenario bundled with the package (``emulator/scenarios/default.yaml``).
-
-        :return: the default scenario.
-        """
-        text = (
-            resources.files("airflow_provider_clarifai.emulator")
-            .joinpath("scenarios/default.yaml")
-            .read_text(encoding="utf-8")
+    mapping = _mapping(
+        data,
+        path,
+        allowed=("kind", "method", "count", "probability", "latency_seconds"),
+        required=("kind",),
+    )
+    kind_text = _text(mapping, "kind", path)
+    if kind_text not in set(FaultKind):
+        raise ScenarioError(f"unknown fault kind; use one of {names(FaultKind)}", _join(path, "kind"))
+    method = _text(mapping, "method", path, default="*")
+    if method != "*" and method not in IMPLEMENTED_METHODS:
+        raise ScenarioError(
+            f"unknown method; use '*' or one of {', '.join(IMPLEMENTED_METHODS)}", _join(path, "method")
         )
-        return cls.from_yaml_text(text, source="default.yaml")
-
-    @classmethod
-    def from_yaml(cls, source: str | os.PathLike[str]) -> Scenario:
-        """Load a scenario from a YAML file or from YAML text.
-
-        A :class:`os.PathLike`, or a one-line string naming an existing file or ending in ``.yaml`` /
-        ``.yml``, is read as a file; any other string is parsed as YAML text.
-
-        :param source: a path or YAML text.
-        :return: the scenario.
-        :raises ScenarioError: if the file is missing or the scenario is invalid.
-        """
-        if isinstance(source, os.PathLike) or _looks_like_path(source):
-            path = Path(source)
-            try:
-                text = path.read_text(encoding="utf-8")
-            except OSError as error:
-                raise ScenarioError(f"cannot read scenario file {str(path)!r}: {error.strerror}") from None
-            return cls.from_yaml_text(text, source=str(path))
-        return cls.from_yaml_text(source)
-
-    @classmethod
-    def from_yaml_text(cls, text: str, source: str = "<yaml>") -> Scenario:
-        """Parse YAML text into a scenario.
-
-        :param text: the YAML document.
-        :param source: a name for error messages.
-        :return: the scenario.
-        :raises ScenarioError: if the YAML does not parse or the scenario is invalid.
-        """
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ScenarioError(f"{source}: not valid YAML: {error}") from None
-        return cls.from_dict(data, source=source)
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str = "<dict>") -> Scenario:
-        """Validate a mapping (the parsed YAML) into a scenario.
-
-        :param data: the mapping.
-        :param source: a name for error messages.
-        :return: the scenario.
-        :raises ScenarioError: if the scenario is invalid; its ``path`` names the bad key.
-        """
-        root = _mapping(
-            data,
-            "",
-            allowed=("rate_limit_per_second", "fault_seed", "tokens", "users", "faults"),
-            required=("tokens",),
+    count = mapping.get("count")
+    if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
+        raise ScenarioError("must be an integer >= 1, or null for no limit", _join(path, "count"))
+    probability = _number(mapping, "probability", path, default=1.0)
+    if probability > 1:
+        raise ScenarioError("must be between 0 and 1", _join(path, "probability"))
+    latency = _number(mapping, "latency_seconds", path, default=0.0)
+    try:
+        return FaultRule(
+            kind=FaultKind(kind_text),
+            method=method,
+            count=count,
+            probability=probability,
+            latency_seconds=latency,
         )
-        rate_limit: int | None = DEFAULT_RATE_LIMIT_PER_SECOND
-        if "rate_limit_per_second" in root:
-            rate_limit = _rate_limit(root["rate_limit_per_second"], "rate_limit_per_second")
-        fault_seed = root.get("fault_seed", 0)
-        if isinstance(fault_seed, bool) or not isinstance(fault_seed, int):
-            raise ScenarioError("must be an integer", "fault_seed")
-        users = _users(root)
-        tokens = _tokens(root, {user.id for user in users})
-        faults = tuple(
-            FaultRule.from_dict(item, f"faults[{index}]")
-            for index, item in enumerate(_list(root, "faults", ""))
-        )
-        return cls(
-            tokens=tokens,
-            users=users,
-            rate_limit_per_second=rate_limit,
-            faults=faults,
-            fault_seed=fault_seed,
-            source=source,
-        )
+    except ValueError as error:  # rules spanning keys, e.g. a latency fault without latency_seconds
+        raise ScenarioError(str(error), path) from None
+
+
+# -- the pieces -------------------------------------------------------------------------------------------
 
 
 def _looks_like_path(text: str) -> bool:
@@ -485,7 +302,7 @@ def _tokens(root: Mapping[str, Any], user_ids: set[str]) -> tuple[TokenSpec, ...
                 scopes = frozenset(Scope(scope) for scope in raw_scopes)
             except ValueError:
                 raise ScenarioError(
-                    f"unknown scope in {raw_scopes!r}; use {_names(Scope)}", scopes_path
+                    f"unknown scope in {raw_scopes!r}; use {names(Scope)}", scopes_path
                 ) from None
         tokens.append(TokenSpec(token=secret, user_id=user_id, scopes=scopes))
     return tuple(tokens)
@@ -514,7 +331,7 @@ def _users(root: Mapping[str, Any]) -> tuple[UserSpec, ...]:
 def _version(version: Mapping[str, Any], path: str) -> VersionSpec:
     post_script = None
     if version.get("post_script") is not None:
-        post_script = RunScript.from_dict(version["post_script"], _join(path, "post_script"))
+        post_script = parse_run_script(version["post_script"], _join(path, "post_script"))
     runs = []
     for run_path, run in _children(version, "runs", path, ("id", "status", "script")):
         status = RunState.QUEUED
@@ -522,7 +339,7 @@ def _version(version: Mapping[str, Any], path: str) -> VersionSpec:
             status = _state(run["status"], _join(run_path, "status"), frozenset(RunState))
         script = DEFAULT_SCRIPT
         if run.get("script") is not None:
-            script = RunScript.from_dict(run["script"], _join(run_path, "script"))
+            script = parse_run_script(run["script"], _join(run_path, "script"))
         runs.append(RunSpec(id=_text(run, "id", run_path), status=status, script=script))
     return VersionSpec(id=_text(version, "id", path), post_script=post_script, runs=tuple(runs))
 
@@ -546,10 +363,6 @@ def _children(
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
-
-
-def _names(values: Any) -> str:
-    return ", ".join(sorted(str(value) for value in values))
 
 
 def _mapping(
@@ -609,22 +422,5 @@ def _state(value: Any, path: str, allowed: frozenset[RunState]) -> RunState:
     except ValueError:
         state = None
     if state is None or state not in allowed:
-        raise ScenarioError(f"must be one of {_names(allowed)}, got {value!r}", path)
+        raise ScenarioError(f"must be one of {names(allowed)}, got {value!r}", path)
     return state
-
-
-def load_scenario(source: Scenario | Mapping[str, Any] | str | os.PathLike[str] | None) -> Scenario:
-    """Turn whatever the emulator was given into a :class:`Scenario`.
-
-    :param source: ``None`` (the bundled default), a :class:`Scenario`, a mapping in the scenario format,
-        a path to a YAML file, or YAML text.
-    :return: the scenario.
-    :raises ScenarioError: if it is invalid.
-    """
-    if source is None:
-        return Scenario.default()
-    if isinstance(source, Scenario):
-        return source
-    if isinstance(source, Mapping):
-        return Scenario.from_dict(source)
-    return Scenario.from_yaml(source)

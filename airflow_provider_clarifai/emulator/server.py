@@ -1,8 +1,9 @@
-"""The gRPC side of the emulator: protobuf in, :mod:`.models` calls, protobuf out, faults on the way.
+"""The emulator users drive: :class:`ClarifaiEmulator` serves the pipeline-run RPCs on real gRPC.
 
-:class:`EmulatorServicer` subclasses the official ``V2Servicer``, so every RPC the emulator does not
-implement answers UNIMPLEMENTED exactly as an empty servicer would. :class:`ClarifaiEmulator` serves it on a
-real ``grpc.server`` bound to loopback, in the server's background threads, in plain text or over TLS.
+It owns the state (:mod:`.models`), the faults and the request log (:mod:`.traffic`), and a
+``grpc.server`` bound to loopback, in plain text or over TLS, that serves :class:`.servicer.EmulatorServicer`
+in background threads; it can be stopped, and restarted on the same port with its state intact. What a
+test reads and changes on it (runs, states, scripts, the rate limit, the clock) is in :mod:`.inspection`.
 """
 
 from __future__ import annotations
@@ -11,458 +12,26 @@ import json
 import logging
 import os
 import threading
-import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent import futures
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
-from clarifai_grpc.grpc.api.status import status_code_pb2, status_pb2
 
-from airflow_provider_clarifai.emulator.models import (
-    CONN_THROTTLED,
-    INTERNAL_SERVER_ISSUE,
-    SUCCESS,
-    ApiError,
-    Backend,
-    Faults,
-    NewRun,
-    RequestLog,
-    RequestRecord,
-    RunChange,
-    RunSnapshot,
-    VersionRef,
-)
-from airflow_provider_clarifai.emulator.scenario import (
-    DEFAULT_RATE_LIMIT_PER_SECOND,
-    FaultKind,
-    RunState,
-    Scenario,
-    Scope,
-    load_scenario,
-)
+from airflow_provider_clarifai.emulator.inspection import EmulatorInspection
+from airflow_provider_clarifai.emulator.models import Backend, Faults, RequestLog
+from airflow_provider_clarifai.emulator.scenario import Scenario, load_scenario
+from airflow_provider_clarifai.emulator.servicer import GARBAGE_BYTES, EmulatorServicer, run_to_proto
 from airflow_provider_clarifai.emulator.traffic import Holds, InFlightGauge
 
 if TYPE_CHECKING:
     from airflow_provider_clarifai.emulator.clock import Clock
 
-__all__ = ["GARBAGE_BYTES", "ClarifaiEmulator", "EmulatorServicer"]
+# EmulatorServicer, GARBAGE_BYTES and run_to_proto live in .servicer; they are importable from here too.
+__all__ = ["GARBAGE_BYTES", "ClarifaiEmulator", "EmulatorServicer", "run_to_proto"]
 
 log = logging.getLogger(__name__)
-
-SERVICE_NAME = "clarifai.api.V2"
-
-#: What a ``garbage`` fault answers: field 1 announced with 127 bytes, followed by far fewer, so every
-#: response type fails to parse it ("truncated message").
-GARBAGE_BYTES = b"\x0a\x7f" + b"not a protobuf"
-
-# started_at, ended_at and total_run_duration appeared in clarifai-grpc 12.0.2; older releases (down to
-# 11.11.3, the first with JOB_PAUSED) lack them, so they are set only where the message has them.
-_HAS_RUN_TIMING = "started_at" in resources_pb2.PipelineVersionRun.DESCRIPTOR.fields_by_name
-
-# A rough Argo phase for argo_status, for clients that display it.
-_ARGO_PHASES = {
-    RunState.QUEUED: "Pending",
-    RunState.RUNNING: "Running",
-    RunState.PAUSED: "Running",
-    RunState.COMPLETED: "Succeeded",
-    RunState.FAILED: "Failed",
-    RunState.CANCELLED: "Failed",
-    RunState.UNEXPECTED_ERROR: "Error",
-    RunState.CONFLICT: "Pending",
-}
-
-
-class _RawResponse:
-    """Bytes to send as they are, bypassing protobuf serialization (the ``garbage`` fault)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-def _serialize(message: Any) -> bytes:
-    if isinstance(message, _RawResponse):
-        return message.data
-    data: bytes = message.SerializeToString()
-    return data
-
-
-def _code(name: str) -> int:
-    value: int = status_code_pb2.StatusCode.Value(name)
-    return value
-
-
-def _code_name(code: int) -> str:
-    """The status code's name; unknown numbers stay numbers, so messages can show what was sent."""
-    try:
-        name: str = status_code_pb2.StatusCode.Name(code)
-    except ValueError:
-        return str(code)
-    return name
-
-
-def _status(code: str, description: str, details: str, req_id: str) -> Any:
-    return status_pb2.Status(code=_code(code), description=description, details=details, req_id=req_id)
-
-
-def _ok(req_id: str) -> Any:
-    return _status(SUCCESS, "Ok", "", req_id)
-
-
-def _error_status(error: ApiError, req_id: str) -> Any:
-    return _status(error.code, error.description, error.details, req_id)
-
-
-def _token_from(metadata: Any) -> str | None:
-    """The PAT from ``authorization: Key <PAT>``; ``None`` when absent or malformed."""
-    for key, value in metadata or ():
-        if key.lower() != "authorization" or not isinstance(value, str):
-            continue
-        scheme, _, token = value.partition(" ")
-        if scheme == "Key" and token.strip():
-            return token.strip()
-        return None
-    return None
-
-
-def _ref(request: Any) -> VersionRef:
-    return VersionRef(
-        user_id=request.user_app_id.user_id,
-        app_id=request.user_app_id.app_id,
-        pipeline_id=request.pipeline_id,
-        version_id=request.pipeline_version_id,
-    )
-
-
-def _set_time(timestamp: Any, seconds: float) -> None:
-    timestamp.FromNanoseconds(round(seconds * 1e9))
-
-
-def run_to_proto(snapshot: RunSnapshot) -> Any:
-    """Build the ``PipelineVersionRun`` message for a run.
-
-    :param snapshot: the run.
-    :return: a ``resources_pb2.PipelineVersionRun``.
-    """
-    run = resources_pb2.PipelineVersionRun(id=snapshot.id, user_id=snapshot.user_id, app_id=snapshot.app_id)
-    run.pipeline_version.id = snapshot.pipeline_version_id
-    run.pipeline_version.pipeline_id = snapshot.pipeline_id
-    run.pipeline_version.user_id = snapshot.user_id
-    run.pipeline_version.app_id = snapshot.app_id
-    run.orchestration_status.status.code = _code(snapshot.state)
-    run.orchestration_status.status.description = f"Run is {snapshot.state}"
-    run.orchestration_status.argo_status.status = json.dumps({"phase": _ARGO_PHASES[snapshot.state]})
-    _set_time(run.created_at, snapshot.created_at)
-    _set_time(run.modified_at, snapshot.modified_at)
-    if _HAS_RUN_TIMING:
-        if snapshot.started_at is not None:
-            _set_time(run.started_at, snapshot.started_at)
-            run.total_run_duration.FromNanoseconds(round(snapshot.active_seconds * 1e9))
-        if snapshot.ended_at is not None:
-            _set_time(run.ended_at, snapshot.ended_at)
-    for name, value in snapshot.input_args:
-        run.input_args_override.argo_args_override.parameters.add(name=name, value=value)
-    if snapshot.nodepool_id or snapshot.compute_cluster_id:
-        nodepool = run.nodepools.add(id=snapshot.nodepool_id)
-        nodepool.compute_cluster.id = snapshot.compute_cluster_id
-        nodepool.compute_cluster.user_id = snapshot.user_id
-    return run
-
-
-def _new_run(run: Any, runner_selector: Any) -> NewRun:
-    """A run to create from a posted message: its own first nodepool wins over the runner selector
-    (the official SDK sets the former, other clients the latter)."""
-    nodepool = run.nodepools[0] if run.nodepools else runner_selector.nodepool
-    parameters = run.input_args_override.argo_args_override.parameters
-    return NewRun(
-        id=run.id,
-        input_args=tuple((parameter.name, parameter.value) for parameter in parameters),
-        nodepool_id=nodepool.id,
-        compute_cluster_id=nodepool.compute_cluster.id,
-    )
-
-
-Handler = Callable[[str, Any, str], Any]
-
-
-class EmulatorServicer(service_pb2_grpc.V2Servicer):
-    """The pipeline-run RPCs of ``clarifai.api.V2`` over a :class:`~.models.Backend`.
-
-    :param backend: the state.
-    :param faults: the faults to apply.
-    :param requests: where each request is recorded.
-    :param stopping: set when the server stops; releases ``hang``, ``latency`` and hold waits.
-    :param hang_limit_seconds: the longest a ``hang`` fault holds a request.
-    :param holds: rendezvous that make requests wait for each other (default: none).
-    :param in_flight: counts the requests being handled (default: a private gauge).
-    """
-
-    def __init__(
-        self,
-        backend: Backend,
-        faults: Faults,
-        requests: RequestLog,
-        stopping: threading.Event,
-        hang_limit_seconds: float = 60.0,
-        holds: Holds | None = None,
-        in_flight: InFlightGauge | None = None,
-    ) -> None:
-        self._backend = backend
-        self._faults = faults
-        self._requests = requests
-        self._stopping = stopping
-        self._hang_limit_seconds = hang_limit_seconds
-        self._holds = holds if holds is not None else Holds()
-        self._in_flight = in_flight if in_flight is not None else InFlightGauge()
-
-    # The RPCs. Each names its scope and response type; _serve does auth, faults and bookkeeping.
-
-    def PostPipelineVersionRuns(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return self._serve(
-            "PostPipelineVersionRuns",
-            Scope.WRITE,
-            request,
-            context,
-            self._post,
-            service_pb2.MultiPipelineVersionRunResponse,
-        )
-
-    def GetPipelineVersionRun(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return self._serve(
-            "GetPipelineVersionRun",
-            Scope.READ,
-            request,
-            context,
-            self._get,
-            service_pb2.SinglePipelineVersionRunResponse,
-        )
-
-    def ListPipelineVersionRuns(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return self._serve(
-            "ListPipelineVersionRuns",
-            Scope.READ,
-            request,
-            context,
-            self._list,
-            service_pb2.MultiPipelineVersionRunResponse,
-        )
-
-    def PatchPipelineVersionRuns(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return self._serve(
-            "PatchPipelineVersionRuns",
-            Scope.WRITE,
-            request,
-            context,
-            self._patch,
-            service_pb2.MultiPipelineVersionRunResponse,
-        )
-
-    def ListLogEntries(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return self._serve(
-            "ListLogEntries", Scope.READ, request, context, self._logs, service_pb2.MultiLogEntryResponse
-        )
-
-    def GetUser(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return self._serve(
-            "GetUser", Scope.READ, request, context, self._get_user, service_pb2.SingleUserResponse
-        )
-
-    def method_handlers(self) -> dict[str, grpc.RpcMethodHandler]:
-        """The handlers of the implemented RPCs, with a serializer that can also send raw bytes.
-
-        :return: method name -> handler.
-        """
-        requests = {
-            "PostPipelineVersionRuns": service_pb2.PostPipelineVersionRunsRequest,
-            "GetPipelineVersionRun": service_pb2.GetPipelineVersionRunRequest,
-            "ListPipelineVersionRuns": service_pb2.ListPipelineVersionRunsRequest,
-            "PatchPipelineVersionRuns": service_pb2.PatchPipelineVersionRunsRequest,
-            "ListLogEntries": service_pb2.ListLogEntriesRequest,
-            "GetUser": service_pb2.GetUserRequest,
-        }
-        return {
-            name: grpc.unary_unary_rpc_method_handler(
-                getattr(self, name),
-                request_deserializer=request_type.FromString,
-                response_serializer=_serialize,
-            )
-            for name, request_type in requests.items()
-        }
-
-    # -- the common path --------------------------------------------------------------------------------
-
-    def _serve(
-        self,
-        method: str,
-        scope: Scope,
-        request: Any,
-        context: grpc.ServicerContext,
-        handler: Handler,
-        response_type: Any,
-    ) -> Any:
-        with self._in_flight:
-            req_id = f"emu-{uuid.uuid4().hex}"
-            deadline_seconds = context.time_remaining()
-            token = _token_from(context.invocation_metadata())
-            token_valid = self._backend.is_known_token(token)
-            fault = self._faults.pick(method)
-            kind = fault.kind if fault is not None else None
-
-            def record(code: str | None, grpc_code: grpc.StatusCode) -> None:
-                self._requests.append(
-                    RequestRecord(method, token_valid, kind, code, grpc_code.name, req_id, deadline_seconds)
-                )
-                log.debug(
-                    "%s -> %s (gRPC %s, fault %s, req_id %s)", method, code, grpc_code.name, kind, req_id
-                )
-
-            # Faults that strike before the request reaches the backend, which therefore never changes.
-            if fault is not None and kind is FaultKind.LATENCY:
-                # Real time, outside the backend lock; a stopping server cuts it short.
-                self._stopping.wait(fault.latency_seconds)
-            elif kind is FaultKind.UNAVAILABLE:
-                record(None, grpc.StatusCode.UNAVAILABLE)
-                context.abort(grpc.StatusCode.UNAVAILABLE, "emulated fault: service unavailable")
-            elif kind is FaultKind.DEADLINE:
-                record(None, grpc.StatusCode.DEADLINE_EXCEEDED)
-                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "emulated fault: deadline exceeded")
-            elif kind is FaultKind.HANG:
-                self._hang(context)
-                record(None, grpc.StatusCode.DEADLINE_EXCEEDED)
-                context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "emulated fault: the server never answered")
-            elif kind is FaultKind.GARBAGE:
-                record(None, grpc.StatusCode.OK)
-                return _RawResponse(GARBAGE_BYTES)
-            elif kind in (FaultKind.INTERNAL, FaultKind.THROTTLE):
-                # A throttle fault quotes the configured limit, or the real default when the limit is off.
-                limit = self._backend.rate_limit_per_second or DEFAULT_RATE_LIMIT_PER_SECOND
-                error = (
-                    ApiError(INTERNAL_SERVER_ISSUE, "Internal error", "emulated fault: retry later")
-                    if kind is FaultKind.INTERNAL
-                    else ApiError(
-                        CONN_THROTTLED,
-                        f"exceeded limit of {limit} requests per second",
-                        "emulated fault: wait before retrying",
-                    )
-                )
-                record(error.code, grpc.StatusCode.OK)
-                return response_type(status=_error_status(error, req_id))
-
-            # A hold makes the request wait for the others it gathers, then all reach the backend together.
-            self._holds.wait(method, self._stopping)
-            try:
-                caller = self._backend.authorize(token, scope)
-                response = handler(caller, request, req_id)
-            except ApiError as error:
-                response = response_type(status=_error_status(error, req_id))
-            code = _code_name(response.status.code)
-            if kind is FaultKind.UNAVAILABLE_AFTER:
-                # The state has changed, but the client never learns how: a reply lost on the network.
-                record(code, grpc.StatusCode.UNAVAILABLE)
-                context.abort(
-                    grpc.StatusCode.UNAVAILABLE, "emulated fault: connection lost after the request"
-                )
-            record(code, grpc.StatusCode.OK)
-            return response
-
-    def _hang(self, context: grpc.ServicerContext) -> None:
-        """Hold the request until the client gives up (its deadline), the server stops, or the limit."""
-        released = threading.Event()
-        # Called when the RPC ends, e.g. at the client's deadline; False means it has already ended.
-        if not context.add_callback(released.set):
-            return
-        waited = 0.0
-        step = 0.05
-        while not released.is_set() and not self._stopping.is_set() and waited < self._hang_limit_seconds:
-            released.wait(step)
-            waited += step
-
-    # -- the RPC bodies ---------------------------------------------------------------------------------
-
-    def _post(self, caller: str, request: Any, req_id: str) -> Any:
-        runs = [_new_run(run, request.runner_selector) for run in request.pipeline_version_runs]
-        created = self._backend.post_runs(caller, _ref(request), runs)
-        return service_pb2.MultiPipelineVersionRunResponse(
-            status=_ok(req_id), pipeline_version_runs=[run_to_proto(run) for run in created]
-        )
-
-    def _get(self, caller: str, request: Any, req_id: str) -> Any:
-        run = self._backend.get_run(caller, _ref(request), request.pipeline_version_run_id)
-        return service_pb2.SinglePipelineVersionRunResponse(
-            status=_ok(req_id), pipeline_version_run=run_to_proto(run)
-        )
-
-    def _list(self, caller: str, request: Any, req_id: str) -> Any:
-        runs = self._backend.list_runs(
-            caller,
-            _ref(request),
-            page=request.page,
-            per_page=request.per_page,
-            statuses=[_code_name(code) for code in request.status_codes],
-            nodepool_id=request.nodepool_id,
-            compute_cluster_id=request.compute_cluster_id,
-        )
-        return service_pb2.MultiPipelineVersionRunResponse(
-            status=_ok(req_id), pipeline_version_runs=[run_to_proto(run) for run in runs]
-        )
-
-    def _patch(self, caller: str, request: Any, req_id: str) -> Any:
-        changes = [
-            RunChange(run_id=run.id, target=_code_name(run.orchestration_status.status.code))
-            for run in request.pipeline_version_runs
-        ]
-        result = self._backend.patch_runs(caller, _ref(request), request.action, changes)
-        response = service_pb2.MultiPipelineVersionRunResponse(
-            status=_status(result.code, result.description, result.details, req_id)
-        )
-        for outcome in result.outcomes:
-            if outcome.run is not None:
-                response.pipeline_version_runs.append(run_to_proto(outcome.run))
-            else:
-                assert outcome.error is not None
-                rejected = response.pipeline_version_runs.add(id=outcome.run_id)
-                # An error code here (never a JOB_* code) tells the client this run was not changed.
-                rejected.orchestration_status.status.CopyFrom(_error_status(outcome.error, req_id))
-        return response
-
-    def _logs(self, caller: str, request: Any, req_id: str) -> Any:
-        page = self._backend.list_logs(
-            caller,
-            _ref(request),
-            request.pipeline_version_run_id,
-            log_type=request.log_type,
-            page=request.page,
-            per_page=request.per_page,
-        )
-        return service_pb2.MultiLogEntryResponse(
-            status=_ok(req_id),
-            log_entries=[
-                resources_pb2.LogEntry(message=line.message, log_type=request.log_type, url=line.url)
-                for line in page.entries
-            ],
-            page=page.page,
-            per_page=page.per_page,
-        )
-
-    def _get_user(self, caller: str, request: Any, req_id: str) -> Any:
-        user_id = self._backend.get_user(caller, request.user_app_id.user_id)
-        return service_pb2.SingleUserResponse(status=_ok(req_id), user=resources_pb2.User(id=user_id))
-
-
-def _register(servicer: EmulatorServicer, server: grpc.Server) -> None:
-    handlers = servicer.method_handlers()
-    # Ours first: the server asks generic handlers in order, so the base servicer's (registered next,
-    # answering UNIMPLEMENTED for everything else) never sees the implemented methods.
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
-    service_pb2_grpc.add_V2Servicer_to_server(servicer, server)
-    # Newer generated code may register its handlers per method, and those win over generic ones;
-    # registering ours the same way, afterwards, keeps the raw-bytes serializer in charge.
-    add_registered = getattr(server, "add_registered_method_handlers", None)
-    if add_registered is not None:
-        add_registered(SERVICE_NAME, handlers)
 
 
 def _format_address(host: str, port: int) -> str:
@@ -482,11 +51,19 @@ def _pem(value: bytes | str | os.PathLike[str], what: str) -> bytes:
         raise ValueError(f"cannot read {what} {os.fspath(value)!r}: {error.strerror}") from None
 
 
-class ClarifaiEmulator:
+class ClarifaiEmulator(EmulatorInspection):
     """A local Clarifai API serving the pipeline-run RPCs over real gRPC.
 
     >>> with ClarifaiEmulator(clock=ManualClock()) as emulator:  # doctest: +SKIP
     ...     channel = ClarifaiChannel.get_insecure_grpc_channel(base="127.0.0.1", port=emulator.port)
+    ...     ...
+    ...     emulator.advance(3600)
+    ...     assert emulator.run("my-run").state == "JOB_COMPLETED"
+    ...     assert len(emulator.requests(method="PostPipelineVersionRuns")) == 1
+
+    The methods that read and change runs (``runs``, ``run``, ``states``, ``set_run_state``...) are
+    described in :class:`~.inspection.EmulatorInspection`; ``requests`` is the :class:`~.traffic.RequestLog`
+    of every request served, which can be called to select some.
 
     With ``tls_cert`` and ``tls_key`` it serves TLS instead of plain text: ``base_url`` is then
     ``https://...`` and :meth:`airflow_connection` names the file clients must trust in the connection's
@@ -548,7 +125,9 @@ class ClarifaiEmulator:
         self.scenario = load_scenario(scenario)
         self.backend = Backend(self.scenario, clock=clock, rate_limit_clock=rate_limit_clock)
         self.clock = self.backend.clock
+        #: The faults to inject (:meth:`~.traffic.Faults.add`, ``clear``); the scenario's to start with.
         self.faults = Faults(self.scenario.faults, seed=self.scenario.fault_seed)
+        #: Every request served, in order; ``requests(method=..., run_id=...)`` selects some.
         self.requests = RequestLog()
         #: Rendezvous that make requests wait for each other (:meth:`~.traffic.Holds.add`).
         self.holds = Holds()
@@ -562,9 +141,13 @@ class ClarifaiEmulator:
         self._hang_limit_seconds = hang_limit_seconds
         self._port: int | None = None
         self._server: grpc.Server | None = None
+        # Set while a server accepts requests: from its start to the end of its stop.
+        self._listening = threading.Event()
         self._executor: futures.ThreadPoolExecutor | None = None
         self._stopping = threading.Event()
         self._closed = False
+        # Set by stop(): ends a restart's downtime early, so a closed emulator never waits for it.
+        self._closing = threading.Event()
         self._lifecycle_lock = threading.Lock()
 
     def start(self) -> ClarifaiEmulator:
@@ -604,7 +187,7 @@ class ClarifaiEmulator:
             holds=self.holds,
             in_flight=self.in_flight,
         )
-        _register(servicer, server)
+        servicer.register(server)
         address = _format_address(self.host, port)
         try:
             if self._tls_pair is None:
@@ -626,6 +209,7 @@ class ClarifaiEmulator:
             raise OSError(f"cannot bind the Clarifai emulator to {address}: {reason}")
         server.start()
         self._server, self._executor, self._port = server, executor, bound
+        self._listening.set()
         log.info("Clarifai emulator listening on %s", self.address)
 
     def _shut_down(self, grace: float | None) -> None:
@@ -638,6 +222,7 @@ class ClarifaiEmulator:
             server.stop(grace).wait()
         if executor is not None:
             executor.shutdown(wait=True)
+        self._listening.clear()
 
     def stop(self, grace: float | None = 1.0) -> None:
         """Stop serving; requests held by ``hang`` or ``latency`` faults are released. Safe to call twice.
@@ -645,26 +230,42 @@ class ClarifaiEmulator:
         :param grace: seconds given to requests in flight before they are cancelled.
         """
         self._closed = True
+        self._closing.set()
         self._shut_down(grace)
 
-    def restart(self, downtime_seconds: float = 0.0, grace: float | None = 0.0) -> None:
+    def restart(
+        self,
+        downtime_seconds: float = 0.0,
+        grace: float | None = 0.0,
+        *,
+        down_until: threading.Event | None = None,
+    ) -> None:
         """Crash and come back on the same port, as a service restarting behind a fixed address.
 
         Requests in flight are cut off (clients see UNAVAILABLE or CANCELLED), requests during the downtime
         find nothing listening, and the state (runs, tokens, faults, the request log) survives, as a
-        real service's database would.
+        real service's database would. The downtime is ``downtime_seconds`` of real time, or lasts until
+        the test sets ``down_until`` (call ``restart`` in a thread then, and watch :attr:`serving`); a
+        :meth:`stop` meanwhile ends it, and the emulator then stays stopped.
 
         :param downtime_seconds: real seconds with nothing listening.
         :param grace: seconds given to requests in flight before they are cut off.
+        :param down_until: an event that ends the downtime when set, instead of a duration.
         :raises RuntimeError: if the emulator is not running.
+        :raises ValueError: for both a ``downtime_seconds`` and a ``down_until``.
         :raises OSError: if the port cannot be bound again.
         """
+        if down_until is not None and downtime_seconds > 0:
+            raise ValueError("give downtime_seconds or down_until, not both")
         if self._server is None or self._closed:
             raise RuntimeError("only a running emulator can be restarted")
         port = self.port
         self._shut_down(grace)
-        if downtime_seconds > 0:
-            time.sleep(downtime_seconds)
+        if down_until is not None:
+            while not down_until.wait(0.05) and not self._closing.is_set():
+                pass
+        elif downtime_seconds > 0:
+            self._closing.wait(downtime_seconds)
         with self._lifecycle_lock:
             if self._closed:
                 return
@@ -692,6 +293,12 @@ class ClarifaiEmulator:
         if self._port is None:
             raise RuntimeError("the emulator has not been started")
         return self._port
+
+    @property
+    def serving(self) -> bool:
+        """Whether a server is listening now: false before :meth:`start`, during a restart's downtime and
+        after :meth:`stop`."""
+        return self._listening.is_set()
 
     @property
     def address(self) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from airflow_provider_clarifai.emulator.clock import Clock, MonotonicClock
-from airflow_provider_clarifai.emulator.scenario import FaultKind, FaultRule
+from airflow_provider_clarifai.emulator.domain import FaultKind, FaultRule
 
 __all__ = ["Faults", "Hold", "Holds", "InFlightGauge", "RateLimiter", "RequestLog", "RequestRecord"]
 
@@ -303,6 +303,8 @@ class RequestRecord:
     :param deadline_seconds: the time the client's deadline left when the request arrived, in real
         seconds (``None``: the client set no deadline). Tests read it to check that a waiting task cuts
         its calls to the time its wait has left.
+    :param run_ids: the runs the request named, in request order: the run read (Get, ListLogEntries) or
+        the runs posted or patched (an id left empty for the emulator to choose is recorded empty).
     """
 
     method: str
@@ -312,10 +314,14 @@ class RequestRecord:
     grpc_code: str
     req_id: str
     deadline_seconds: float | None = None
+    run_ids: tuple[str, ...] = ()
 
 
 class RequestLog:
-    """The requests received so far, in order; thread-safe and list-like (``len``, iteration, indexing)."""
+    """The requests received so far, in order; thread-safe and list-like (``len``, iteration, indexing).
+
+    Calling it selects records: ``emulator.requests(method="GetPipelineVersionRun", run_id="r1")``.
+    """
 
     def __init__(self) -> None:
         self._records: list[RequestRecord] = []
@@ -339,6 +345,19 @@ class RequestLog:
         """Forget every record."""
         with self._changed:
             self._records.clear()
+
+    def __call__(self, method: str | None = None, *, run_id: str | None = None) -> list[RequestRecord]:
+        """Return the records of the requests that match, oldest first.
+
+        :param method: keep the requests to this RPC (``None``: any).
+        :param run_id: keep the requests that named this run (``None``: any).
+        :return: the matching records.
+        """
+        return [
+            record
+            for record in self.snapshot()
+            if (method is None or record.method == method) and (run_id is None or run_id in record.run_ids)
+        ]
 
     def count(self, method: str | None = None) -> int:
         """Count requests, optionally of one RPC.

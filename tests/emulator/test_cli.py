@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from clarifai_grpc.channel.clarifai_channel import ClarifaiChannel
 from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2
 
-from airflow_provider_clarifai.emulator.__main__ import main
+from airflow_provider_clarifai.emulator.__main__ import banner, main
 from airflow_provider_clarifai.emulator.clock import ManualClock
 from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
 
@@ -145,7 +146,15 @@ def test_serves_until_signalled(
     process.send_signal(stop_signal)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
-    assert stdout.splitlines() == [f"Clarifai emulator listening on {address}"]
+    first, *banner_lines = stdout.splitlines()
+    assert first == f"Clarifai emulator listening on {address}"
+    banner_text = "\n".join(banner_lines)
+    assert f"http://{address}  (plain text, no TLS)" in banner_text
+    assert "cli-token  user cli-user, scopes read, write" in banner_text
+    assert (
+        "cli-user/cli-app/cli-pipeline/v1  (a posted run is queued 10 s, running 50 s, then JOB_FAILED)"
+        in (banner_text)
+    )
     assert "stopped" in stderr
     assert not ready_file.exists()
     # Every request is counted, by method and by outcome; they came one at a time.
@@ -223,7 +232,7 @@ def test_unreadable_tls_files_exit_2(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_a_certificate_and_key_that_do_not_match_exit_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.hooks.test_tls import make_pki
+    from tests.conftest import make_pki
 
     pki = make_pki(tmp_path / "pki")
     assert main(["--port", "0", "--tls-cert", str(pki.cert), "--tls-key", str(pki.other_host_key)]) == 1
@@ -234,7 +243,7 @@ def test_a_certificate_and_key_that_do_not_match_exit_1(
 def test_serves_tls(tmp_path: Path, scenario_file: Path) -> None:
     import grpc
 
-    from tests.hooks.test_tls import make_pki
+    from tests.conftest import make_pki
 
     pki = make_pki(tmp_path / "pki")
     ready_file = tmp_path / "ready"
@@ -266,4 +275,126 @@ def test_serves_tls(tmp_path: Path, scenario_file: Path) -> None:
             process.kill()
             process.communicate(timeout=120)
     assert process.returncode == 0, stderr
-    assert stdout.splitlines() == [f"Clarifai emulator listening on {address} (TLS)"]
+    first, *banner_lines = stdout.splitlines()
+    assert first == f"Clarifai emulator listening on {address} (TLS)"
+    assert f"https://{address}  (TLS (clients trust {pki.cert}))" in "\n".join(banner_lines)
+
+
+# The banner ---------------------------------------------------------------------------------------------
+
+
+def connection_of(banner_text: str) -> tuple[str, dict[str, object]]:
+    """The variable the banner's ``export`` line sets, and its value, read as a shell would."""
+    (line,) = [line for line in banner_text.splitlines() if line.strip().startswith("export ")]
+    name, _, value = shlex.split(line)[1].partition("=")
+    return name, json.loads(value)
+
+
+@pytest.mark.integration
+def test_the_banner_shows_what_the_default_scenario_loaded_and_its_runs_stay_put(tmp_path: Path) -> None:
+    ready_file = tmp_path / "ready"
+    command = [
+        *(sys.executable, "-m", "airflow_provider_clarifai.emulator", "--port", "0"),
+        # A minute of emulated time per real millisecond: the runs would be long over, were they scripted.
+        *("--ready-file", str(ready_file), "--time-scale", "60000"),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        address = wait_for_file(ready_file, process)
+        time.sleep(0.2)  # 12,000 emulated seconds
+        host, _, port = address.rpartition(":")
+        with ClarifaiChannel.get_insecure_grpc_channel(base=host, port=int(port)) as channel:
+            stub = service_pb2_grpc.V2Stub(channel)
+            states = {}
+            for run_id in ("run-queued", "run-running", "run-paused"):
+                response = stub.GetPipelineVersionRun(
+                    service_pb2.GetPipelineVersionRunRequest(
+                        user_app_id=resources_pb2.UserAppIDSet(user_id="demo-user", app_id="pipelines-app"),
+                        pipeline_id="nightly-training",
+                        pipeline_version_id="v1",
+                        pipeline_version_run_id=run_id,
+                    ),
+                    metadata=(("authorization", "Key emulator-pat-0123456789"),),
+                    timeout=60,
+                )
+                code = response.pipeline_version_run.orchestration_status.status.code
+                states[run_id] = status_code_pb2.StatusCode.Name(code)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert states == {"run-queued": "JOB_QUEUED", "run-running": "JOB_RUNNING", "run-paused": "JOB_PAUSED"}
+    first, *rest = stdout.splitlines()
+    assert first == f"Clarifai emulator listening on {address}"
+    banner_text = "\n".join(rest)
+    for expected in (
+        f"http://{address}  (plain text, no TLS)",
+        "default.yaml; emulated time runs 60000x real time; rate limit 15 requests per second per token",
+        "emulator-pat-0123456789  user demo-user, scopes read, write",
+        "emulator-pat-readonly    user demo-user, scopes read",
+        "demo-user/pipelines-app/nightly-training/v1  (a posted run is queued 2 s, running 30 s, then ",
+        "run-queued     JOB_QUEUED",
+        "run-paused     JOB_PAUSED",
+        "run-completed  JOB_COMPLETED",
+        "other-user/private-app/private-pipeline/v1",
+        "private-run  JOB_RUNNING",
+        "or: airflow connections add clarifai_default --conn-json '{",
+    ):
+        assert expected in banner_text, expected
+    assert connection_of(banner_text) == (
+        "AIRFLOW_CONN_CLARIFAI_DEFAULT",
+        {
+            "conn_type": "clarifai",
+            "host": f"http://{address}",
+            "password": "emulator-pat-0123456789",
+            "extra": {},
+        },
+    )
+
+
+def test_the_banner_names_the_file_to_trust_and_the_connection_carries_it(tmp_path: Path) -> None:
+    from tests.conftest import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    options = {"tls_cert": pki.cert, "tls_key": pki.key, "tls_root_certificates_path": pki.ca}
+    with ClarifaiEmulator(SCENARIO, clock=ManualClock(), **options) as emulator:
+        text = banner(emulator, time_scale=2, conn_id="my_clarifai")
+        assert connection_of(text) == ("AIRFLOW_CONN_MY_CLARIFAI", emulator.airflow_connection())
+    assert f"https://{emulator.address}  (TLS (clients trust {pki.ca}))" in text
+    assert "emulated time runs 2x real time; rate limit 1000 requests per second per token" in text
+    assert "Airflow connection 'my_clarifai':" in text
+    assert all(line.startswith("  ") for line in text.splitlines())
+
+
+def test_the_banner_says_when_there_is_no_rate_limit_and_how_long_posted_runs_live() -> None:
+    scenario = {
+        "rate_limit_per_second": 0,
+        "tokens": [{"token": "t", "user_id": "u"}],
+        "users": [
+            {
+                "id": "u",
+                "apps": [
+                    {
+                        "id": "a",
+                        "pipelines": [
+                            {
+                                "id": "p",
+                                "versions": [
+                                    {"id": "forever", "post_script": {"running_seconds": None}},
+                                    {"id": "held", "post_script": {"queued_seconds": None}},
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    with ClarifaiEmulator(scenario, clock=ManualClock()) as emulator:
+        text = banner(emulator)
+    assert "no rate limit" in text
+    assert "u/a/p/forever  (a posted run is queued 1 s, then running until changed)" in text
+    assert "u/a/p/held  (a posted run is queued until changed)" in text

@@ -209,6 +209,40 @@ class TestLifecycle:
         assert posted.state is RunState.RUNNING
         assert posted.started_at == T0
 
+    def test_a_null_queued_seconds_stays_queued_until_a_client_acts(
+        self, backend: Backend, clock: ManualClock
+    ) -> None:
+        seed(backend, "held", "JOB_QUEUED", {"queued_seconds": None, "running_seconds": 10})
+        clock.advance(10**6)
+        assert state(backend, "held") == "JOB_QUEUED"
+        assert patch(backend, ("held", "JOB_PAUSED")).code == SUCCESS
+        assert patch(backend, ("held", "JOB_RUNNING")).code == SUCCESS
+        clock.advance(10)
+        assert state(backend, "held") == "JOB_COMPLETED"
+
+    def test_set_run_state_ignores_the_patch_rules_and_the_run_goes_on_by_its_script(
+        self, backend: Backend, clock: ManualClock
+    ) -> None:
+        seed(backend, "r1", "JOB_QUEUED", {"queued_seconds": 5, "running_seconds": 10})
+        forced = backend.set_run_state(USER, APP, PIPELINE, VERSION, "r1", "JOB_CONFLICT")
+        assert (forced.state, forced.started_at, forced.ended_at) == (RunState.CONFLICT, None, None)
+        clock.advance(100)
+        assert state(backend, "r1") == "JOB_CONFLICT"
+        backend.set_run_state(USER, APP, PIPELINE, VERSION, "r1", "JOB_QUEUED")
+        clock.advance(5 + 10)
+        done = backend.run(USER, APP, PIPELINE, VERSION, "r1")
+        assert (done.state, done.started_at, done.ended_at) == (RunState.COMPLETED, T0 + 105, T0 + 115)
+        # Brought back from its end, it runs its running_seconds afresh.
+        again = backend.set_run_state(USER, APP, PIPELINE, VERSION, "r1", "JOB_RUNNING")
+        assert (again.ended_at, again.active_seconds, again.started_at) == (None, 0, T0 + 105)
+        clock.advance(10)
+        assert state(backend, "r1") == "JOB_COMPLETED"
+        assert (
+            backend.set_run_state(USER, APP, PIPELINE, VERSION, "r1", "JOB_COMPLETED").modified_at == T0 + 125
+        )
+        with pytest.raises(KeyError):
+            backend.set_run_state(USER, APP, PIPELINE, VERSION, "nope", "JOB_FAILED")
+
     def test_paused_time_does_not_count_toward_running_seconds(
         self, backend: Backend, clock: ManualClock
     ) -> None:
@@ -882,6 +916,37 @@ class TestRequestLog:
 
     def test_wait_for_times_out(self) -> None:
         assert not RequestLog().wait_for(lambda records: bool(records), timeout=0.01)
+
+    def test_calling_it_selects_by_method_and_run(self) -> None:
+        requests = RequestLog()
+        reads = [
+            RequestRecord(
+                "GetPipelineVersionRun", True, None, SUCCESS, "OK", f"emu-{run_id}", None, (run_id,)
+            )
+            for run_id in ("r1", "r2", "r1")
+        ]
+        for record in reads:
+            requests.append(record)
+        patch = RequestRecord(
+            "PatchPipelineVersionRuns", True, None, SUCCESS, "OK", "emu-p", 5.0, ("r2", "r3")
+        )
+        requests.append(patch)
+        requests.append(self.record("GetUser"))
+        assert requests(method="GetPipelineVersionRun") == reads
+        assert requests(method="GetPipelineVersionRun", run_id="r1") == [reads[0], reads[2]]
+        assert requests(run_id="r2") == [reads[1], patch]
+        assert requests(run_id="nope") == []
+        assert len(requests()) == 5
+
+
+def test_a_patch_outcome_holds_the_run_or_the_error() -> None:
+    from airflow_provider_clarifai.emulator.values import PatchOutcome
+
+    with pytest.raises(ValueError, match="needs either the run or an error"):
+        PatchOutcome("r1")
+    with pytest.raises(ValueError, match="needs either the run or an error"):
+        PatchOutcome("r1", run=object(), error=ApiError(SUCCESS, "x"))  # type: ignore[arg-type]
+    assert not PatchOutcome("r1", error=ApiError(CONN_DOES_NOT_EXIST, "x")).applied
 
 
 def test_script_logs_are_sorted_by_time() -> None:

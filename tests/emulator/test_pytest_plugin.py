@@ -1,8 +1,11 @@
-"""The pytest plugin, exercised in inner pytest sessions (pytester)."""
+"""The pytest plugin, exercised in inner pytest sessions (pytester).
+
+Each inner session declares the plugin the way the docs tell users to, in its ``conftest.py``; nothing
+loads it otherwise.
+"""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from importlib import metadata
@@ -11,19 +14,18 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+PLUGIN = "airflow_provider_clarifai.emulator.pytest_plugin"
+
 
 @pytest.fixture
-def plugin_args() -> list[str]:
-    """Arguments for the inner sessions.
+def plugin_args(pytester: pytest.Pytester) -> list[str]:
+    """Arguments for the inner sessions, whose ``conftest.py`` declares the plugin.
 
-    The plugin is named explicitly only where entry-point autoloading is off (else it would be loaded
-    twice); pytest-asyncio is left out because the inner tests need no event loop and it would warn about
-    its unset configuration.
+    pytest-asyncio is left out because the inner tests need no event loop and it would warn about its
+    unset configuration.
     """
-    args = ["-p", "no:asyncio", "-p", "no:randomly"]
-    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        args += ["-p", "airflow_provider_clarifai.emulator.pytest_plugin"]
-    return args
+    pytester.makeconftest(f"pytest_plugins = [{PLUGIN!r}]\n")
+    return ["-p", "no:asyncio", "-p", "no:randomly"]
 
 
 def test_plugin_import_is_light() -> None:
@@ -46,9 +48,22 @@ def test_package_import_is_lazy_and_every_export_resolves() -> None:
     assert result.stdout.strip() == "[] []"
 
 
-def test_plugin_is_declared_as_a_pytest11_entry_point() -> None:
-    entry_points = {entry.name: entry.value for entry in metadata.entry_points(group="pytest11")}
-    assert entry_points["clarifai_emulator"] == "airflow_provider_clarifai.emulator.pytest_plugin"
+def test_installing_the_provider_registers_no_pytest_plugin() -> None:
+    groups = {entry.group for entry in metadata.distribution("airflow-provider-clarifai").entry_points}
+    assert "pytest11" not in groups
+    assert not [entry for entry in metadata.entry_points(group="pytest11") if PLUGIN in entry.value]
+
+
+def test_without_the_declaration_the_fixtures_are_not_there(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_wants_the_emulator(clarifai_emulator):
+            pass
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:asyncio", "-p", "no:randomly")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'clarifai_emulator' not found*"])
 
 
 def test_marker_is_registered(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
@@ -114,7 +129,7 @@ def test_scenario_marker_forms(pytester: pytest.Pytester, plugin_args: list[str]
         @pytest.mark.clarifai_scenario(INLINE)
         def test_inline_yaml(clarifai_emulator):
             assert clarifai_emulator.token == "inline-token"
-            assert clarifai_emulator.backend.rate_limit_per_second is None
+            assert clarifai_emulator.rate_limit_per_second is None
 
         @pytest.mark.clarifai_scenario("beside_test.yaml")
         def test_file_beside_the_test(clarifai_emulator):
@@ -167,3 +182,64 @@ def test_clarifai_connection_sets_the_airflow_variable(
     )
     result = pytester.runpytest_inprocess(*plugin_args)
     result.assert_outcomes(passed=2)
+
+
+@pytest.mark.integration
+def test_the_rate_limit_is_off_unless_a_test_asks_for_one(
+    pytester: pytest.Pytester, plugin_args: list[str]
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        LIMITED = "tokens: [{token: t, user_id: u}]\\nusers: [{id: u}]\\nrate_limit_per_second: 3\\n"
+
+        def test_the_default_scenario_says_15_but_the_fixture_has_no_limit(clarifai_emulator):
+            assert clarifai_emulator.scenario.rate_limit_per_second == 15
+            assert clarifai_emulator.rate_limit_per_second is None
+
+        @pytest.mark.clarifai_scenario(LIMITED)
+        def test_nor_with_a_scenario_that_sets_one(clarifai_emulator):
+            assert clarifai_emulator.rate_limit_per_second is None
+
+        @pytest.mark.clarifai_scenario(rate_limit_per_second=15)
+        def test_the_marker_asks_for_one(clarifai_emulator):
+            assert clarifai_emulator.rate_limit_per_second == 15
+
+        class TestOptions:
+            @pytest.fixture
+            def clarifai_emulator_options(self):
+                return {"rate_limit_per_second": 4}
+
+            def test_the_options_ask_for_one(self, clarifai_emulator):
+                assert clarifai_emulator.rate_limit_per_second == 4
+
+            @pytest.mark.clarifai_scenario(rate_limit_per_second=0)
+            def test_the_marker_wins_over_the_options(self, clarifai_emulator):
+                assert clarifai_emulator.rate_limit_per_second is None
+        """
+    )
+    result = pytester.runpytest_inprocess("--strict-markers", *plugin_args)
+    result.assert_outcomes(passed=5)
+
+
+@pytest.mark.integration
+def test_the_connection_extra_is_a_fixture_too(pytester: pytest.Pytester, plugin_args: list[str]) -> None:
+    pytester.makepyfile(
+        """
+        import json
+        import os
+
+        import pytest
+
+        @pytest.fixture
+        def clarifai_connection_extra():
+            return {"timeout": 5}
+
+        def test_connection(clarifai_connection):
+            value = json.loads(os.environ["AIRFLOW_CONN_CLARIFAI_DEFAULT"])
+            assert value["extra"] == {"timeout": 5}
+        """
+    )
+    result = pytester.runpytest_inprocess(*plugin_args)
+    result.assert_outcomes(passed=1)

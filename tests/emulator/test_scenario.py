@@ -230,6 +230,37 @@ def test_bundled_default_scenario() -> None:
     assert scenario.tokens[0].token == "emulator-pat-0123456789"
     assert scenario.rate_limit_per_second == 15
     assert [user.id for user in scenario.users] == ["demo-user", "other-user"]
+    assert scenario == Scenario.bundled("default")
+
+
+def test_no_run_of_the_default_scenario_ends_on_its_own() -> None:
+    runs = [
+        run
+        for user in Scenario.default().users
+        for app in user.apps
+        for pipeline in app.pipelines
+        for version in pipeline.versions
+        for run in version.runs
+    ]
+    assert len(runs) == 8
+    for run in runs:
+        if run.status is RunState.QUEUED:
+            assert run.script.queued_seconds is None, run.id
+        if run.status in (RunState.QUEUED, RunState.RUNNING, RunState.PAUSED):
+            assert run.script.running_seconds is None, run.id
+
+
+def test_the_scripted_scenario_is_bundled_and_other_names_are_refused() -> None:
+    scripted = Scenario.bundled("scripted")
+    assert scripted.source == "scripted.yaml"
+    assert scripted.versions() == Scenario.default().versions()
+    with pytest.raises(ScenarioError, match="no bundled scenario 'nope'; use one of default, scripted"):
+        Scenario.bundled("nope")
+
+
+def test_a_null_queued_seconds_keeps_a_run_queued_until_changed() -> None:
+    assert RunScript.from_dict({"queued_seconds": None}).queued_seconds is None
+    assert RunScript.from_dict({}).queued_seconds == DEFAULT_SCRIPT.queued_seconds == 1
 
 
 def test_load_scenario_accepts_every_form(tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ from clarifai_grpc.grpc.api import resources_pb2, service_pb2, service_pb2_grpc
 from clarifai_grpc.grpc.api.status import status_code_pb2, status_pb2
 from google.protobuf.message import DecodeError
 
-from airflow_provider_clarifai.emulator import server as server_module
+from airflow_provider_clarifai.emulator import protos
 from airflow_provider_clarifai.emulator.clock import ManualClock
+from airflow_provider_clarifai.emulator.models import Faults, RequestLog
 from airflow_provider_clarifai.emulator.scenario import Scenario
 from airflow_provider_clarifai.emulator.server import GARBAGE_BYTES, ClarifaiEmulator, run_to_proto
 
@@ -203,7 +204,7 @@ class TestRpcs:
             user_app_id=ids(), pipeline_id=PIPELINE, pipeline_version_id=VERSION, page=2, per_page=3
         )
         response = client.stub.ListPipelineVersionRuns(paged, metadata=client.metadata, timeout=TIMEOUT)
-        everything = [run.id for run in clarifai_emulator.backend.runs(USER, APP, PIPELINE, VERSION)]
+        everything = [run.id for run in clarifai_emulator.runs(version=VERSION)]
         assert [run.id for run in response.pipeline_version_runs] == everything[3:6]
 
     def test_pause_resume_cancel(self, client: Client, clarifai_emulator: ClarifaiEmulator) -> None:
@@ -216,9 +217,7 @@ class TestRpcs:
             assert response.status.code == status_code_pb2.SUCCESS
             [run] = response.pipeline_version_runs
             assert code_name(run.orchestration_status.status.code) == expected
-            assert (
-                clarifai_emulator.backend.run_status(USER, APP, PIPELINE, VERSION, "run-running") == expected
-            )
+            assert clarifai_emulator.run("run-running").state == expected
 
     def test_patch_mixed_status_reports_each_run(
         self, client: Client, clarifai_emulator: ClarifaiEmulator
@@ -242,10 +241,7 @@ class TestRpcs:
             "pause is allowed from JOB_QUEUED, JOB_RUNNING"
         )
         assert rejected.req_id == response.status.req_id
-        assert (
-            clarifai_emulator.backend.run_status(USER, APP, PIPELINE, VERSION, "run-completed")
-            == "JOB_COMPLETED"
-        )
+        assert clarifai_emulator.run("run-completed").state == "JOB_COMPLETED"
 
     def test_patch_with_one_forbidden_run_answers_its_reason(self, client: Client) -> None:
         response = client.patch(("run-cancelled", status_code_pb2.JOB_RUNNING))
@@ -348,9 +344,7 @@ class TestAuth:
         assert read_only.get("run-running").status.code == status_code_pb2.SUCCESS
         response = read_only.patch(("run-running", status_code_pb2.JOB_PAUSED))
         assert response.status.code == status_code_pb2.CONN_INSUFFICIENT_SCOPES
-        assert (
-            clarifai_emulator.backend.run_status(USER, APP, PIPELINE, VERSION, "run-running") == "JOB_RUNNING"
-        )
+        assert clarifai_emulator.run("run-running").state == "JOB_RUNNING"
 
     def test_another_users_run_does_not_exist(self, client: Client) -> None:
         other = Client(client.stub, "emulator-pat-other-user")
@@ -401,7 +395,7 @@ class TestFaults:
             client.post(resources_pb2.PipelineVersionRun(id="lost"))
         assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
         with pytest.raises(KeyError):
-            clarifai_emulator.backend.run_status(USER, APP, PIPELINE, VERSION, "lost")
+            clarifai_emulator.run("lost")
 
     def test_unavailable_after_applies_the_request_then_drops_the_reply(
         self, clarifai_emulator: ClarifaiEmulator
@@ -411,7 +405,7 @@ class TestFaults:
         with channel, pytest.raises(grpc.RpcError) as raised:
             client.post(resources_pb2.PipelineVersionRun(id="applied"))
         assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
-        assert clarifai_emulator.backend.run_status(USER, APP, PIPELINE, VERSION, "applied") == "JOB_QUEUED"
+        assert clarifai_emulator.run("applied").state == "JOB_QUEUED"
         [record] = clarifai_emulator.requests
         assert (record.fault, record.code, record.grpc_code) == (
             "unavailable_after",
@@ -426,11 +420,9 @@ class TestFaults:
         response = client.post(resources_pb2.PipelineVersionRun(id="posted-once"))
         assert response.status.code == status_code_pb2.PIPELINE_INVALID_REQUEST
         assert "already exists" in response.status.description
-        posts = [
-            record for record in clarifai_emulator.requests if record.method == "PostPipelineVersionRuns"
-        ]
+        posts = clarifai_emulator.requests(method="PostPipelineVersionRuns")
         assert [record.code for record in posts] == ["SUCCESS", "PIPELINE_INVALID_REQUEST"]
-        runs = clarifai_emulator.backend.runs(USER, APP, PIPELINE, VERSION)
+        runs = clarifai_emulator.runs(version=VERSION)
         assert [run.id for run in runs].count("posted-once") == 1
 
     def test_deadline(self, client: Client, clarifai_emulator: ClarifaiEmulator) -> None:
@@ -451,9 +443,7 @@ class TestFaults:
         response = client.patch(("run-running", status_code_pb2.JOB_PAUSED))
         assert response.status.code == code
         assert response.status.req_id.startswith("emu-")
-        assert (
-            clarifai_emulator.backend.run_status(USER, APP, PIPELINE, VERSION, "run-running") == "JOB_RUNNING"
-        )
+        assert clarifai_emulator.run("run-running").state == "JOB_RUNNING"
         assert clarifai_emulator.requests[-1].code == code_name(code)
 
     def test_latency_delays_without_blocking_other_requests(
@@ -668,11 +658,11 @@ class TestEmulatorObject:
         from airflow_provider_clarifai.emulator.scenario import RunState
 
         snapshot = RunSnapshot("r", USER, APP, PIPELINE, VERSION, RunState.COMPLETED, 1.0, 3.0, 2.0, 3.0, 1.0)
-        assert server_module._HAS_RUN_TIMING is HAS_RUN_TIMING
+        assert protos._HAS_RUN_TIMING is HAS_RUN_TIMING
         if HAS_RUN_TIMING:
             assert run_to_proto(snapshot).ended_at.ToNanoseconds() == 3_000_000_000
             # What an older clarifai-grpc gets: the same run without the fields it lacks.
-            monkeypatch.setattr(server_module, "_HAS_RUN_TIMING", False)
+            monkeypatch.setattr(protos, "_HAS_RUN_TIMING", False)
             message = run_to_proto(snapshot)
             assert not message.HasField("started_at")
             assert not message.HasField("ended_at")
@@ -680,6 +670,31 @@ class TestEmulatorObject:
             message = run_to_proto(snapshot)
         assert message.orchestration_status.status.code == status_code_pb2.JOB_COMPLETED
         assert message.modified_at.ToNanoseconds() == 3_000_000_000
+
+
+class TestRpcTable:
+    def test_the_servicer_and_its_handlers_come_from_the_one_table(self) -> None:
+        from airflow_provider_clarifai.emulator.domain import IMPLEMENTED_METHODS
+        from airflow_provider_clarifai.emulator.servicer import RPCS, EmulatorServicer
+
+        assert tuple(RPCS) == IMPLEMENTED_METHODS
+        servicer = EmulatorServicer(
+            ClarifaiEmulator().backend, Faults(), RequestLog(), threading.Event(), holds=None
+        )
+        handlers = servicer.method_handlers()
+        assert set(handlers) == set(RPCS)
+        for name, rpc in RPCS.items():
+            # Each RPC is a method of the servicer, overriding the base servicer's UNIMPLEMENTED one.
+            assert getattr(EmulatorServicer, name) is not getattr(service_pb2_grpc.V2Servicer, name)
+            assert handlers[name].request_deserializer == rpc.request_type.FromString
+            assert rpc.response_type.__name__.endswith("Response")
+
+    def test_every_other_rpc_is_unimplemented(self, clarifai_emulator: ClarifaiEmulator) -> None:
+        client, channel = no_retry_client(clarifai_emulator)
+        with channel, pytest.raises(grpc.RpcError) as raised:
+            client.stub.ListModels(service_pb2.ListModelsRequest(), metadata=client.metadata, timeout=TIMEOUT)
+        assert raised.value.code() is grpc.StatusCode.UNIMPLEMENTED
+        assert len(clarifai_emulator.requests) == 0
 
 
 class TestRestart:
@@ -701,31 +716,19 @@ class TestRestart:
                 )
                 assert emulator.requests.count("GetPipelineVersionRun") == 1
 
-    def test_nothing_listens_during_the_downtime(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        # The downtime lasts until the test has seen it: restart()'s sleep waits for the test, not a timer.
-        down, back = threading.Event(), threading.Event()
-        slept: list[float] = []
-
-        class ServerTime:
-            def sleep(self, seconds: float) -> None:
-                slept.append(seconds)
-                down.set()
-                back.wait(TIMEOUT)
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(time, name)
-
-        monkeypatch.setattr(server_module, "time", ServerTime())
+    def test_nothing_listens_during_the_downtime(self) -> None:
+        # The downtime lasts until the test has seen it: restart() waits for the event, not a timer.
+        back = threading.Event()
         with ClarifaiEmulator(clock=ManualClock()) as emulator:
             client, channel = no_retry_client(emulator)
             port = emulator.port
-            restarting = threading.Thread(target=emulator.restart, kwargs={"downtime_seconds": 1.0})
+            restarting = threading.Thread(target=emulator.restart, kwargs={"down_until": back})
             with channel:
                 assert client.get_user().status.code == status_code_pb2.SUCCESS
                 restarting.start()
                 try:
                     # The old server is gone and the new one not yet started: a call is refused.
-                    assert down.wait(TIMEOUT)
+                    assert wait_until(lambda: not emulator.serving)
                     with pytest.raises(grpc.RpcError) as refused:
                         client.get_user()
                     assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
@@ -734,11 +737,33 @@ class TestRestart:
                     back.set()
                     restarting.join(TIMEOUT)
                 assert not restarting.is_alive()
-                assert slept == [1.0]
-                assert (emulator.port, emulator.restarts) == (port, 1)
+                assert (emulator.serving, emulator.port, emulator.restarts) == (True, port, 1)
                 # The same channel is served again, once it has reconnected.
                 assert client.get_user(wait_for_ready=True).status.code == status_code_pb2.SUCCESS
                 assert emulator.requests.count("GetUser") == 2
+
+    def test_a_timed_downtime_still_works(self) -> None:
+        with ClarifaiEmulator(clock=ManualClock()) as emulator:
+            port = emulator.port
+            emulator.restart(downtime_seconds=0.01)
+            assert (emulator.serving, emulator.port, emulator.restarts) == (True, port, 1)
+
+    def test_stopping_during_the_downtime_ends_it_and_the_emulator_stays_down(self) -> None:
+        never = threading.Event()
+        emulator = ClarifaiEmulator(clock=ManualClock()).start()
+        restarting = threading.Thread(target=emulator.restart, kwargs={"down_until": never})
+        restarting.start()
+        assert wait_until(lambda: not emulator.serving)
+        emulator.stop()
+        restarting.join(TIMEOUT)
+        assert not restarting.is_alive()
+        assert (emulator.serving, emulator.restarts) == (False, 0)
+
+    def test_a_downtime_is_a_duration_or_an_event_not_both(self) -> None:
+        with ClarifaiEmulator(clock=ManualClock()) as emulator:
+            with pytest.raises(ValueError, match="downtime_seconds or down_until"):
+                emulator.restart(downtime_seconds=1, down_until=threading.Event())
+            assert (emulator.serving, emulator.restarts) == (True, 0)
 
     def test_only_a_running_emulator_restarts(self) -> None:
         emulator = ClarifaiEmulator(clock=ManualClock())
@@ -762,15 +787,13 @@ class TestHoldsAndInFlight:
         first.start()
         assert wait_until(lambda: hold.arrived == 1)
         # Held before the backend: the pause has not happened.
-        assert (
-            clarifai_emulator.backend.run_status(USER, APP, PIPELINE, VERSION, "run-running") == "JOB_RUNNING"
-        )
+        assert clarifai_emulator.run("run-running").state == "JOB_RUNNING"
         answers.append(client.patch(("run-running", status_code_pb2.JOB_CANCELLED)))
         first.join(timeout=TIMEOUT)
         assert hold.met is True
         assert len(answers) == 2
         # The service decided an order; the final state is the one its last accepted change set.
-        final = clarifai_emulator.backend.run_status(USER, APP, PIPELINE, VERSION, "run-running")
+        final = clarifai_emulator.run("run-running").state
         assert final in {"JOB_PAUSED", "JOB_CANCELLED"}
         assert clarifai_emulator.requests.count("PatchPipelineVersionRuns") == 2
 

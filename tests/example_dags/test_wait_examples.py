@@ -32,12 +32,6 @@ def poll_fast(*task_ids: str, timeout: float | None = None) -> Any:
     return prepare
 
 
-@pytest.fixture
-def emulator(clarifai_emulator, clarifai_connection):
-    clarifai_emulator.backend.set_rate_limit(None)
-    return clarifai_emulator
-
-
 def test_gating_runs_downstream_tasks_after_the_run_completes(emulator, example_dags):
     result = dag_test(
         example_dags / "example_clarifai_gating.py",

@@ -1,23 +1,20 @@
 """TLS end to end on loopback: the hook, the trigger and a deferred sensor against the emulator over TLS.
 
 The certificates are made at run time in ``tmp_path`` (a throwaway CA, a server certificate for 127.0.0.1
-and localhost, and the wrong ones each failure needs); none is ever committed. The emulator fixture serves
-TLS because this module overrides ``clarifai_emulator_options``, the plugin's documented way to pass it
-keyword arguments.
+and localhost, and the wrong ones each failure needs; ``make_pki`` in tests/conftest.py); none is ever
+committed. The emulator fixture serves TLS because the module is marked ``emulator_tls``, which makes the
+shared ``clarifai_emulator_options`` (tests/conftest.py) pass the certificates to the plugin's fixture.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,129 +26,16 @@ from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
 from airflow_provider_clarifai.hooks import _tls, _transport
 from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
 from airflow_provider_clarifai.retry import RetryPolicy
+from tests.conftest import Pki, make_pki
 from tests.hooks.conftest import IDS, run_async
 
-pytestmark = pytest.mark.integration
+# The shared emulator fixture (tests/conftest.py) serves TLS with the shared certificates (pki).
+pytestmark = [pytest.mark.integration, pytest.mark.emulator_tls]
 pytest_plugins = ["pytester"]
 
 #: Many attempts, fast: were a certificate error retried, the retry log and the error's notes would say.
 MANY_ATTEMPTS = RetryPolicy(max_attempts=50, initial_backoff=0.001, max_backoff=0.002, max_elapsed=60)
 READER_THREAD = "clarifai-root-certificates"
-
-
-# Certificates made at run time ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pki:
-    """A throwaway CA and the files the tests need, all PEM, in one folder.
-
-    :param ca: the CA certificate clients trust.
-    :param other_ca: a CA that signed nothing the servers use.
-    :param cert: the server certificate for 127.0.0.1 and localhost, signed by ``ca``.
-    :param key: its private key.
-    :param other_host_cert: a server certificate for "other.example" only, signed by ``ca``.
-    :param other_host_key: its private key.
-    :param not_pem: a file of text that holds no certificate.
-    """
-
-    ca: Path
-    other_ca: Path
-    cert: Path
-    key: Path
-    other_host_cert: Path
-    other_host_key: Path
-    not_pem: Path
-
-
-def make_pki(folder: Path) -> Pki:
-    """Write a CA, server certificates and a file that is not PEM into ``folder``.
-
-    :param folder: where the files go.
-    """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-
-    def name(common_name: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-    def authority(common_name: str) -> tuple[Any, x509.Certificate]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name(common_name))
-            .issuer_name(name(common_name))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256())
-        )
-        return key, cert
-
-    def server(signer: tuple[Any, x509.Certificate], hosts: list[str]) -> tuple[bytes, bytes]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        names: list[x509.GeneralName] = []
-        for host in hosts:
-            try:
-                names.append(x509.IPAddress(ipaddress.ip_address(host)))
-            except ValueError:
-                names.append(x509.DNSName(host))
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name(hosts[0]))
-            .issuer_name(signer[1].subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(signer[0], hashes.SHA256())
-        )
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        return key_pem, cert.public_bytes(serialization.Encoding.PEM)
-
-    folder.mkdir(parents=True, exist_ok=True)
-    ca, other_ca = authority("test CA"), authority("another CA")
-    files = {
-        "ca": ca[1].public_bytes(serialization.Encoding.PEM),
-        "other_ca": other_ca[1].public_bytes(serialization.Encoding.PEM),
-        "not_pem": b"this is not a certificate\n",
-    }
-    files["key"], files["cert"] = server(ca, ["127.0.0.1", "localhost"])
-    files["other_host_key"], files["other_host_cert"] = server(ca, ["other.example"])
-    paths = {}
-    for field_name, data in files.items():
-        path = folder / f"{field_name}.pem"
-        path.write_bytes(data)
-        paths[field_name] = path
-    return Pki(**paths)
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return make_pki(tmp_path / "pki")
-
-
-@pytest.fixture
-def clarifai_emulator_options(pki: Pki) -> dict[str, Any]:
-    """Serve TLS with the server certificate; clients trust the CA."""
-    return {"tls_cert": pki.cert, "tls_key": pki.key, "tls_root_certificates_path": pki.ca}
-
-
-@pytest.fixture
-def emulator(clarifai_emulator: ClarifaiEmulator, clarifai_connection: str) -> ClarifaiEmulator:
-    """The TLS emulator, ``clarifai_default`` pointing at it, rate limit off."""
-    clarifai_emulator.backend.set_rate_limit(None)
-    return clarifai_emulator
 
 
 def define_connection(
@@ -279,9 +163,9 @@ def test_plain_by_default(clarifai_emulator):
 def test_the_marker_takes_tls_files_beside_the_test(pytester: pytest.Pytester) -> None:
     make_pki(pytester.path / "pki")
     pytester.makepyfile(test_marked=MARKED_TEST)
+    # The inner session declares the plugin, as a user's conftest.py does (nothing loads it otherwise).
+    pytester.makeconftest('pytest_plugins = ["airflow_provider_clarifai.emulator.pytest_plugin"]\n')
     args = ["-p", "no:asyncio", "-p", "no:randomly", "-p", "no:cacheprovider"]
-    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        args += ["-p", "airflow_provider_clarifai.emulator.pytest_plugin"]
     result = pytester.runpytest_inprocess(*args)
     result.assert_outcomes(passed=2)
 

@@ -5,7 +5,7 @@ out of range, a timeout that is not a number, several mistakes at once) or in it
 did not sign the server's certificate, a certificate for another host, a root file that is not PEM or
 hangs, https to a plaintext server), or a message over gRPC's size limit. It is fed to the hook, blocking
 and asyncio, against the emulator serving TLS with certificates made at run time, and checked as in
-``test_bad_input.py``:
+``test_bad_input.py``, by its ``check_row``:
 
 * the exact exception class;
 * that the message names what is wrong (``wrong``) and says what to do (``fix``);
@@ -33,10 +33,12 @@ from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
 from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError, ClarifaiRequestRejectedError
 from airflow_provider_clarifai.hooks import _tls
 from airflow_provider_clarifai.retry import RetryPolicy
-from tests.hooks.test_tls import Pki, make_pki, release_reader
-from tests.reliability.test_bad_input import V1, Env, error_texts, run_states, writes
+from tests.conftest import Pki
+from tests.hooks.test_tls import release_reader
+from tests.reliability.test_bad_input import V1, BadInput, Env, check_row
 
-pytestmark = pytest.mark.integration
+# The shared emulator fixture (tests/conftest.py) serves TLS with the shared certificates (pki).
+pytestmark = [pytest.mark.integration, pytest.mark.emulator_tls]
 
 #: Were any row's error retried, the retry log would say so within these attempts.
 MANY_ATTEMPTS = RetryPolicy(max_attempts=50, initial_backoff=0.001, max_backoff=0.002, max_elapsed=60)
@@ -82,9 +84,19 @@ class TlsEnv(Env):
             emulator.stop()
 
 
-@dataclass(frozen=True)
-class Row:
-    """One bad connection and what must come of it (see ``test_bad_input.BadInput``).
+def row(
+    id: str,
+    act: Callable[[TlsEnv], Any],
+    error: type[BaseException],
+    *,
+    wrong: str,
+    fix: str,
+    also: tuple[str, ...] = (),
+    modes: tuple[str, ...] = BOTH,
+    calls: int = 0,
+) -> BadInput:
+    """One bad connection and what must come of it (see ``test_bad_input.BadInput``); its surface is the
+    first word of its id: connection, tls or server.
 
     :param id: the test id.
     :param act: feeds the bad input; must raise.
@@ -95,15 +107,9 @@ class Row:
     :param modes: "sync" and/or "asyncio".
     :param calls: requests the table's emulator must get in all.
     """
-
-    id: str
-    act: Callable[[TlsEnv], Any]
-    error: type[BaseException]
-    wrong: str
-    fix: str
-    also: tuple[str, ...] = ()
-    modes: tuple[str, ...] = BOTH
-    calls: int = 0
+    return BadInput(
+        id, id.split("-")[0], act, error, wrong=wrong, fix=fix, also=also, modes=modes, calls=calls
+    )
 
 
 def hung_roots(env: TlsEnv) -> Any:
@@ -140,16 +146,16 @@ def too_large_answer(env: TlsEnv) -> Any:
     return env.call(env.hook(env.define(small), retry_policy=MANY_ATTEMPTS), "list_runs", V1)
 
 
-ROWS: tuple[Row, ...] = (
+ROWS: tuple[BadInput, ...] = (
     # The token ----------------------------------------------------------------------------------------
-    Row(
+    row(
         "connection-token-with-a-line-break",
         lambda env: env.get_run(env.connection(password=LINE_BREAK_TOKEN)),
         ClarifaiConfigurationError,
         wrong="Personal Access Token with a line break or another control character in it (character 19",
         fix="Paste the PAT into the connection's password field again, on one line",
     ),
-    Row(
+    row(
         "connection-token-not-ascii",
         lambda env: env.get_run(env.connection(password=NON_ASCII_TOKEN)),
         ClarifaiConfigurationError,
@@ -157,7 +163,7 @@ ROWS: tuple[Row, ...] = (
         fix="exactly as Clarifai shows it",
     ),
     # Fields -------------------------------------------------------------------------------------------
-    Row(
+    row(
         "connection-port-field-out-of-range",
         lambda env: env.get_run(env.connection(host="http://127.0.0.1", port=70000)),
         ClarifaiConfigurationError,
@@ -165,7 +171,7 @@ ROWS: tuple[Row, ...] = (
         fix="Use a whole number from 1 to 65535",
         modes=("sync",),
     ),
-    Row(
+    row(
         "connection-timeout-nan",
         lambda env: env.get_run(env.connection(extra={"timeout": "nan"})),
         ClarifaiConfigurationError,
@@ -173,7 +179,7 @@ ROWS: tuple[Row, ...] = (
         fix="Write a number of seconds such as 30",
         also=("got 'nan'",),
     ),
-    Row(
+    row(
         "connection-timeout-infinite",
         lambda env: env.get_run(env.connection(extra={"timeout": "inf"})),
         ClarifaiConfigurationError,
@@ -181,7 +187,7 @@ ROWS: tuple[Row, ...] = (
         fix="Write a number of seconds such as 30",
         modes=("sync",),
     ),
-    Row(
+    row(
         "connection-timeout-negative",
         lambda env: env.get_run(env.connection(extra={"timeout": -3})),
         ClarifaiConfigurationError,
@@ -189,7 +195,7 @@ ROWS: tuple[Row, ...] = (
         fix="or remove it for the default (30)",
         modes=("sync",),
     ),
-    Row(
+    row(
         "connection-requests-per-second-negative",
         lambda env: env.get_run(env.connection(extra={"requests_per_second": -1})),
         ClarifaiConfigurationError,
@@ -197,14 +203,14 @@ ROWS: tuple[Row, ...] = (
         fix="Write for example 10, or remove it",
         modes=("sync",),
     ),
-    Row(
+    row(
         "connection-extra-not-an-object",
         lambda env: env.get_run(env.connection(extra=["timeout", 5])),
         ClarifaiConfigurationError,
         wrong="extra must be a JSON object of settings, got ['timeout', 5]",
         fix='Write it as, for example, {"timeout": 20}',
     ),
-    Row(
+    row(
         "connection-credentials-in-the-host",
         lambda env: env.get_run(
             env.connection(host=f"https://admin:{URL_PASSWORD}@127.0.0.1:{env.emulator.port}")
@@ -213,7 +219,7 @@ ROWS: tuple[Row, ...] = (
         wrong="has a user name or password in its host (before '@')",
         fix="the Personal Access Token goes in the connection's password field",
     ),
-    Row(
+    row(
         "connection-several-mistakes",
         lambda env: env.get_run(
             env.connection(
@@ -234,21 +240,21 @@ ROWS: tuple[Row, ...] = (
         ),
     ),
     # Root certificates --------------------------------------------------------------------------------
-    Row(
+    row(
         "connection-root-certificates-not-pem",
         lambda env: env.get_run(env.with_roots(env.pki.not_pem if env.pki else "")),
         ClarifaiConfigurationError,
         wrong="holds no PEM certificate (no '-----BEGIN CERTIFICATE-----' block)",
         fix=FIX_ROOTS,
     ),
-    Row(
+    row(
         "connection-root-certificates-missing",
         lambda env: env.get_run(env.with_roots(env.tmp_path / "missing-ca.pem")),
         ClarifaiConfigurationError,
         wrong="Cannot read root certificates",
         fix=FIX_ROOTS,
     ),
-    Row(
+    row(
         "connection-root-certificates-a-folder",
         lambda env: env.get_run(env.with_roots(env.tmp_path)),
         ClarifaiConfigurationError,
@@ -256,7 +262,7 @@ ROWS: tuple[Row, ...] = (
         fix=FIX_ROOTS,
         modes=("sync",),
     ),
-    Row(
+    row(
         "connection-root-certificates-hang",
         hung_roots,
         ClarifaiConfigurationError,
@@ -265,7 +271,7 @@ ROWS: tuple[Row, ...] = (
         modes=("asyncio",),
     ),
     # The TLS handshake --------------------------------------------------------------------------------
-    Row(
+    row(
         "tls-certificate-from-another-ca",
         lambda env: env.get_run(env.with_roots(env.pki.other_ca if env.pki else "")),
         ClarifaiConfigurationError,
@@ -273,7 +279,7 @@ ROWS: tuple[Row, ...] = (
         fix="Set the Airflow connection's extra 'root_certificates_path' to a PEM file of the CA",
         also=(NOT_RETRIED,),
     ),
-    Row(
+    row(
         "tls-certificate-for-another-host",
         lambda env: env.get_run(
             env.define(
@@ -289,7 +295,7 @@ ROWS: tuple[Row, ...] = (
         fix="Write the connection's host exactly as the certificate names it",
         also=(NOT_RETRIED,),
     ),
-    Row(
+    row(
         "tls-https-to-a-plaintext-server",
         https_to_plaintext,
         ClarifaiConfigurationError,
@@ -298,7 +304,7 @@ ROWS: tuple[Row, ...] = (
         also=(NOT_RETRIED,),
     ),
     # The size of a message ----------------------------------------------------------------------------
-    Row(
+    row(
         "server-answer-too-large",
         too_large_answer,
         ClarifaiRequestRejectedError,
@@ -315,26 +321,9 @@ def cases() -> Iterator[Any]:
             yield pytest.param(row, mode, id=row.id if len(row.modes) == 1 else f"{row.id}-{mode}")
 
 
-@pytest.fixture
-def pki(tmp_path: Path) -> Pki:
-    return make_pki(tmp_path / "pki")
-
-
-@pytest.fixture
-def clarifai_emulator_options(pki: Pki) -> dict[str, Any]:
-    """The table's emulator serves TLS; its connection trusts the CA."""
-    return {"tls_cert": pki.cert, "tls_key": pki.key, "tls_root_certificates_path": pki.ca}
-
-
-@pytest.fixture
-def emulator(clarifai_emulator: ClarifaiEmulator, clarifai_connection: str) -> ClarifaiEmulator:
-    clarifai_emulator.backend.set_rate_limit(None)
-    return clarifai_emulator
-
-
 @pytest.mark.parametrize(("row", "mode"), list(cases()))
 def test_bad_connection(
-    row: Row,
+    row: BadInput,
     mode: str,
     emulator: ClarifaiEmulator,
     pki: Pki,
@@ -343,45 +332,9 @@ def test_bad_connection(
     caplog: pytest.LogCaptureFixture,
     unused_tcp_port: int,
 ) -> None:
-    env = TlsEnv(emulator, tmp_path, monkeypatch, mode, closed_port=unused_tcp_port, pki=pki)
-    before = run_states(emulator)
     caplog.set_level(logging.WARNING)
-
-    error: Exception | None = None
-    try:
-        row.act(env)
-    except Exception as caught:
-        error = caught
-    finally:
-        env.close()
-
-    problems: dict[str, str] = {}
-    if error is None:
-        problems["raises"] = f"nothing was raised; expected {row.error.__name__}"
-    else:
-        message = str(error)
-        if type(error) is not row.error:
-            problems["class"] = f"raised {type(error).__name__}, expected {row.error.__name__}: {message}"
-        missing = [phrase for phrase in (row.wrong, row.fix, *row.also) if phrase not in message]
-        if missing:
-            problems["message"] = f"{missing} not in the message: {message}"
-        secrets = {token.token for token in emulator.scenario.tokens} | set(SECRETS)
-        leaked = sorted({secret for text in error_texts(error) for secret in secrets if secret in text})
-        if leaked:
-            problems["token"] = f"a token appears in the error: {len(leaked)} of them"
-        if any(note.startswith("Gave up") for note in getattr(error, "__notes__", ())):
-            problems["attempts"] = "the error was retried until the policy gave up"
-    retried = [
-        record.getMessage() for record in caplog.records if record.name == "airflow_provider_clarifai.retry"
-    ]
-    if retried:
-        problems["attempts"] = f"retried: {retried}"
-    if emulator.requests.count() != row.calls:
-        problems["calls"] = f"the emulator got {[record.method for record in emulator.requests]}"
-    if writes(emulator) or run_states(emulator) != before:
-        problems["state"] = "a run changed or a write was sent"
-
-    assert not problems, "\n".join(f"{check}: {problem}" for check, problem in problems.items())
+    env = TlsEnv(emulator, tmp_path, monkeypatch, mode, closed_port=unused_tcp_port, pki=pki)
+    check_row(row, env, secrets=SECRETS, single_attempt=caplog)
 
 
 def test_the_table_is_well_formed() -> None:

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from airflow_provider_clarifai.config_lock import MAX_LOCK_FILE_BYTES
-from airflow_provider_clarifai.emulator.clock import ManualClock
 from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
 from airflow_provider_clarifai.ids import MAX_ID_LENGTH, MAX_RUN_IDS, PipelineVersionIds
 from tests.reliability.test_bad_input import (
@@ -353,14 +352,6 @@ def cases() -> list[Any]:
         for row in ROWS
         for mode in row.modes
     ]
-
-
-@pytest.fixture
-def emulator(clarifai_emulator: Any, clarifai_connection: Any) -> Any:
-    """The emulator on its manual clock, rate limit off, ``clarifai_default`` pointing at it."""
-    assert isinstance(clarifai_emulator.clock, ManualClock)
-    clarifai_emulator.backend.set_rate_limit(None)
-    return clarifai_emulator
 
 
 @pytest.mark.parametrize(("row", "mode"), cases())

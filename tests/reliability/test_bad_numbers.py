@@ -15,7 +15,7 @@ import pytest
 
 from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
 from airflow_provider_clarifai.triggers.clarifai import ClarifaiPipelineRunTrigger
-from tests.reliability.test_bad_input import (  # noqa: F401 (emulator is a fixture)
+from tests.reliability.test_bad_input import (
     V1,
     BadInput,
     Cancel,
@@ -24,7 +24,6 @@ from tests.reliability.test_bad_input import (  # noqa: F401 (emulator is a fixt
     Run,
     Sensor,
     check_row,
-    emulator,
 )
 
 pytestmark = pytest.mark.integration
@@ -211,7 +210,7 @@ ROWS: tuple[BadInput, ...] = (
 
 
 @pytest.mark.parametrize("row", [pytest.param(row, id=row.id) for row in ROWS])
-def test_bad_number_or_contradiction(row: BadInput, emulator, tmp_path, monkeypatch, unused_tcp_port):  # noqa: F811
+def test_bad_number_or_contradiction(row: BadInput, emulator, tmp_path, monkeypatch, unused_tcp_port):
     check_row(row, Env(emulator, tmp_path, monkeypatch, "sync", closed_port=unused_tcp_port))
 
 

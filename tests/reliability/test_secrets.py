@@ -81,8 +81,9 @@ TIME_SCALE: dict[str, float | None] = {
 
 
 def canary_scenario() -> dict[str, Any]:
-    """The default scenario with every token replaced by a canary (the first one is the emulator's)."""
-    path = Path(emulator_package.__file__).parent / "scenarios" / "default.yaml"
+    """The bundled "scripted" scenario (the default one's runs, ending on their own, as the example DAGs'
+    waits need) with every token replaced by a canary (the first one is the emulator's)."""
+    path = Path(emulator_package.__file__).parent / "scenarios" / "scripted.yaml"
     scenario = yaml.safe_load(path.read_text())
     for index, token in enumerate(scenario["tokens"]):
         token["token"] = CANARY if index == 0 else f"{CANARY}-{index}"
