@@ -41,16 +41,20 @@ MAX_ROOT_CERTIFICATES_BYTES = 4 * 1024 * 1024
 _FIX_PATH = "Fix the connection's root_certificates_path or leave it empty to use the system's."
 _PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", re.DOTALL)
 
-# Reads of root certificate files under way, by path, shared by every caller in the process (hundreds of
-# triggers starting at once ask for the same file). An entry leaves when its read ends; a read that never
-# ends (a hung mount) keeps its one thread and its entry, so later callers wait on it again instead of
-# starting another thread that would hang too.
+# Cache: the reads of root certificate files under way, keyed by path; the value is the future of the
+# read's outcome (the file's bytes, or the error). Shared by every caller in the process: hundreds of
+# triggers starting at once ask for the same file. An entry leaves when its read ends, before its result
+# is published, so no outcome is ever reused and a fixed file is read afresh; a read that never ends (a
+# hung mount) keeps its one thread and its entry, so later callers wait on it again instead of starting
+# another thread that would hang too. Safe to share: callers of one path at one moment would all read the
+# same bytes, and each waits for them with its own time bound.
 _reads: dict[str, concurrent.futures.Future[bytes | None]] = {}
 _reads_lock = threading.Lock()
 
-# Endpoints (host:port) already warned about for plaintext: process-wide, so that a triggerer running
-# hundreds of triggers of one connection logs the warning once, not once per trigger or per call. Never
-# emptied: its size is bounded by the number of distinct endpoints the process uses.
+# Cache: the endpoints (host:port) already warned about for plaintext, for the whole process, so that a
+# triggerer running hundreds of triggers of one connection logs the warning once, not once per trigger or
+# per call. Never emptied: its size is bounded by the number of distinct endpoints the process uses. Safe
+# to share: it only silences a repeated warning, and holds no token.
 _warned_plaintext: set[str] = set()
 _warned_lock = threading.Lock()
 

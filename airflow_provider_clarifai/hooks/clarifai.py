@@ -1,43 +1,47 @@
 """ClarifaiHook: the pipeline-run surface of the Clarifai gRPC API, blocking and asyncio.
 
 Importing this module is cheap: ``grpc`` and ``clarifai_grpc`` load on the first call, never at DAG
-parse time.
+parse time. The hook is a set of thin entry points: each operation checks its arguments and builds its
+flow (``_operations.py`` over ``_flows.py``), then runs it through the blocking or the asyncio driver
+(``_execution.py``). The connection is read and checked in ``_connection.py``; channels and the stub are
+in ``_transport.py``; TLS material and the token in ``_tls.py``.
+
+Process-global state, each documented where it lives: ``_connection._settings_reads`` (asyncio
+connection reads under way, per event loop and (hook class, conn id), kept only while a read runs);
+``_transport._async_endpoints`` (the shared asyncio channels, per event loop and endpoint, kept until
+closed or the loop ends); ``budget._budgets`` (the request budgets, per token fingerprint, endpoint and
+clock, kept for the process's life); ``_tls._reads`` (root certificate file reads under way, per path,
+kept only while a read runs); and two warn-once sets, ``_tls._warned_plaintext`` (plaintext endpoints)
+and ``_connection._warned_extras`` (unknown connection extras), kept for the process's life. None holds
+a token: the token lives in each hook's own settings and travels with each call. The blocking channel is
+not shared: each hook owns one, closed by :meth:`ClarifaiHook.close`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import functools
 import os
-import weakref
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
-from airflow_provider_clarifai.exceptions import (
-    ClarifaiConfigurationError,
-    ClarifaiError,
-)
+from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError, ClarifaiError
 from airflow_provider_clarifai.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
-from airflow_provider_clarifai.ids import (
-    PipelineVersionIds,
-    resolve_pipeline_version_ids,
-    validate_run_id,
-    validate_run_ids,
-    validate_start_args,
-)
+from airflow_provider_clarifai.hooks import _connection, _execution
+from airflow_provider_clarifai.hooks import _operations as ops
+from airflow_provider_clarifai.ids import PipelineVersionIds, resolve_pipeline_version_ids
 from airflow_provider_clarifai.retry import SYSTEM_CLOCK, RetryClock, RetryPolicy
 from airflow_provider_clarifai.runs import PipelineRun, RunLogBatch, RunLogCursor, RunStatusChange
-from airflow_provider_clarifai.status import PipelineRunStatus, RunAction, parse_statuses
+from airflow_provider_clarifai.status import PipelineRunStatus, RunAction
 from airflow_provider_clarifai.validate import optional_seconds
 
 if TYPE_CHECKING:
+    from airflow_provider_clarifai.hooks._connection import ConnectionSettings
     from airflow_provider_clarifai.hooks._flows import Call
-    from airflow_provider_clarifai.hooks._transport import ConnectionSettings, PipelineRunStub
+    from airflow_provider_clarifai.hooks._transport import HookLinks, PipelineRunStub
 
 T = TypeVar("T")
 
@@ -46,29 +50,6 @@ DEFAULT_BATCH_SIZE = 100
 MAX_BATCH_SIZE = 1000
 #: The connection test is a button in the UI: answer within seconds, not after a long retry budget.
 _CONNECTION_TEST_POLICY = RetryPolicy(max_attempts=2, initial_backoff=0.5, max_elapsed=10.0)
-
-#: Connection reads under way, per event loop and (hook class, conn id): see ClarifaiHook.aget_settings.
-_settings_reads: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[type, str], asyncio.Task[ConnectionSettings]]
-] = weakref.WeakKeyDictionary()
-
-
-def _forget_read(
-    reads: dict[tuple[type, str], asyncio.Task[ConnectionSettings]],
-    key: tuple[type, str],
-    read: asyncio.Task[ConnectionSettings],
-) -> None:
-    if reads.get(key) is read:
-        del reads[key]
-    if not read.cancelled():
-        read.exception()  # retrieved here, so a read whose every waiter was cancelled logs nothing
-
-
-#: The monotonic time by which the calls made in the current context must end (see ClarifaiHook.time_limit).
-#: A context variable: each asyncio task (each trigger) and each thread has its own.
-_call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "clarifai_call_deadline", default=None
-)
 
 
 class ClarifaiHook(BaseHook):
@@ -82,14 +63,15 @@ class ClarifaiHook(BaseHook):
 
     The blocking methods use one channel per hook (close it with :meth:`close` or a ``with`` block).
     The asyncio methods share one channel per event loop and endpoint across every hook in the process,
-    with a bound on calls in flight, so hundreds of triggers in one triggerer use one connection.
+    with a bound on calls in flight, so hundreds of triggers in one triggerer use one connection. Every
+    attempt first takes a slot of the process's budget for the token (``budget.py``; 15 requests/s).
 
     :param clarifai_conn_id: the Airflow connection of type ``clarifai``.
     :param retry_policy: a :class:`RetryPolicy` or a dict of its settings; retries are on by default.
     :param timeout: deadline of each call in seconds; overrides the connection's ``timeout``.
     :param batch_size: runs per status-change request; larger batches are split.
-    :param clock: how retries tell time and wait (:class:`RetryClock`); the real clock by default. Tests
-        pass a fake one, so backoffs and time limits need no real waiting.
+    :param clock: how retries and the request budget tell time and wait (:class:`RetryClock`); the real
+        clock by default. Tests pass a fake one, so backoffs, slots and time limits need no real waiting.
     :param \\*\\*kwargs: passed to ``BaseHook`` (``logger_name``).
     """
 
@@ -130,6 +112,7 @@ class ClarifaiHook(BaseHook):
         self._settings: ConnectionSettings | None = None
         self._sync_channel: Any = None
         self._sync_stub: PipelineRunStub | None = None
+        self._links: HookLinks | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(clarifai_conn_id={self.clarifai_conn_id!r})"
@@ -170,12 +153,7 @@ class ClarifaiHook(BaseHook):
     def get_settings(self) -> ConnectionSettings:
         """Read the Airflow connection once and return what the hook uses from it."""
         if self._settings is None:
-            try:
-                conn = self.get_connection(self.clarifai_conn_id)
-            except AirflowNotFoundException:
-                raise self._missing_connection() from None
-            self._check_extra_is_json(conn.extra)
-            self._settings = self._parse_settings(conn.host, conn.port, conn.password, conn.extra_dejson)
+            self._settings = _connection.read_settings(self)
         return self._settings
 
     async def aget_settings(self) -> ConnectionSettings:
@@ -186,61 +164,8 @@ class ClarifaiHook(BaseHook):
         later call reads the connection afresh.
         """
         if self._settings is None:
-            loop = asyncio.get_running_loop()
-            reads = _settings_reads.setdefault(loop, {})
-            key = (type(self), self.clarifai_conn_id)
-            read = reads.get(key)
-            if read is None:
-                read = reads[key] = loop.create_task(self._aread_settings())
-                read.add_done_callback(functools.partial(_forget_read, reads, key))
-            # Shielded: a hook whose task is cancelled must not cancel the read for the others.
-            self._settings = await asyncio.shield(read)
+            self._settings = await _connection.aread_settings(self)
         return self._settings
-
-    async def _aread_settings(self) -> ConnectionSettings:
-        from airflow.providers.common.compat.connection import (
-            get_async_connection,
-            get_async_extra_dejson,
-        )
-
-        try:
-            conn = await get_async_connection(self.clarifai_conn_id, hook=self)
-        except AirflowNotFoundException:
-            raise self._missing_connection() from None
-        self._check_extra_is_json(conn.extra)
-        extra = await get_async_extra_dejson(conn)
-        return self._parse_settings(conn.host, conn.port, conn.password, extra)
-
-    def _check_extra_is_json(self, extra: object) -> None:
-        """Airflow logs an extra that is not JSON and hands back ``{}``: every setting in it would be
-        silently dropped (a timeout, the default ids). Refuse it instead."""
-        if not isinstance(extra, str) or not extra.strip():
-            return
-        import json
-
-        try:
-            json.loads(extra)
-        except json.JSONDecodeError as error:
-            raise ClarifaiConfigurationError(
-                f"Airflow connection {self.clarifai_conn_id!r} has an extra that is not valid JSON "
-                f"({error.msg} at character {error.pos}). Fix the connection's extra field, for example "
-                '{"timeout": 20}.'
-            ) from None
-
-    def _parse_settings(
-        self, host: str | None, port: int | None, password: str | None, extra: dict[str, Any]
-    ) -> ConnectionSettings:
-        from airflow_provider_clarifai.hooks._transport import settings_from_connection
-
-        return settings_from_connection(self.clarifai_conn_id, host, port, password, extra or {})
-
-    def _missing_connection(self) -> ClarifaiConfigurationError:
-        env_name = "AIRFLOW_CONN_" + self.clarifai_conn_id.upper()
-        return ClarifaiConfigurationError(
-            f"Airflow connection {self.clarifai_conn_id!r} is not defined. Create it with type "
-            f"'clarifai' (password: your Personal Access Token), or set the environment variable "
-            f"{env_name}."
-        )
 
     @property
     def timeout(self) -> float:
@@ -262,9 +187,8 @@ class ClarifaiHook(BaseHook):
             self._sync_channel.close()
         self._sync_channel = self._sync_stub = None
 
-    @contextmanager
-    def time_limit(self, seconds: float | None) -> Iterator[None]:
-        """Make every call inside the block end within ``seconds`` from now, retries included.
+    def time_limit(self, seconds: float | None) -> AbstractContextManager[None]:
+        """Make every call inside the ``with`` block end within ``seconds`` from now, retries included.
 
         A task waiting for a run calls with the time its wait has left, so one call can never take the
         whole retry budget past the wait's deadline. Nested limits keep the sooner one. The limit belongs
@@ -272,21 +196,7 @@ class ClarifaiHook(BaseHook):
 
         :param seconds: the time left, or ``None`` for no limit beyond the retry policy's own.
         """
-        if seconds is None:
-            yield
-            return
-        limit = self.clock.monotonic() + max(float(seconds), 0.0)
-        outer = _call_deadline.get()
-        token = _call_deadline.set(limit if outer is None else min(outer, limit))
-        try:
-            yield
-        finally:
-            _call_deadline.reset(token)
-
-    def _policy_now(self, policy: RetryPolicy) -> RetryPolicy:
-        """``policy``, cut to what is left of the :meth:`time_limit` in force, if any."""
-        limit = _call_deadline.get()
-        return policy if limit is None else policy.within(limit - self.clock.monotonic())
+        return _execution.time_limit(self.clock.monotonic, seconds)
 
     def test_connection(self) -> tuple[bool, str]:
         """Make a real authenticated call and say whether the token and host work."""
@@ -354,7 +264,7 @@ class ClarifaiHook(BaseHook):
         :param run_id: the run.
         :raises ClarifaiNotFoundError: no such run (or pipeline version) visible to the token.
         """
-        return self._run(self._get_run_flow(ids, run_id))
+        return self._run(ops.get_run_flow(ids, run_id))
 
     async def aget_run(self, ids: PipelineVersionIds, run_id: str) -> PipelineRun:
         """Asyncio twin of :meth:`get_run`.
@@ -362,7 +272,7 @@ class ClarifaiHook(BaseHook):
         :param ids: the pipeline version.
         :param run_id: the run.
         """
-        return await self._arun(self._get_run_flow(ids, run_id))
+        return await self._arun(ops.get_run_flow(ids, run_id))
 
     def list_runs(
         self,
@@ -384,7 +294,7 @@ class ClarifaiHook(BaseHook):
         :param nodepool_id: only runs on this nodepool.
         """
         return self._run(
-            self._list_runs_flow(ids, statuses, per_page, max_pages, compute_cluster_id, nodepool_id)
+            ops.list_runs_flow(ids, statuses, per_page, max_pages, compute_cluster_id, nodepool_id)
         )
 
     async def alist_runs(
@@ -407,7 +317,7 @@ class ClarifaiHook(BaseHook):
         :param nodepool_id: only runs on this nodepool.
         """
         return await self._arun(
-            self._list_runs_flow(ids, statuses, per_page, max_pages, compute_cluster_id, nodepool_id)
+            ops.list_runs_flow(ids, statuses, per_page, max_pages, compute_cluster_id, nodepool_id)
         )
 
     def set_runs_status(
@@ -417,14 +327,17 @@ class ClarifaiHook(BaseHook):
 
         Returns one :class:`RunStatusChange` per run, in order; a run the service refused is reported,
         not raised, so a batch never half-applies silently. Request-level failures (auth, unknown
-        pipeline version, an unreachable service after retries) raise.
+        pipeline version, an unreachable service after retries) raise. An empty list selects nothing:
+        it returns ``[]`` without a request, and logs that nothing was selected.
 
         :param ids: the pipeline version.
-        :param run_ids: one run id or several (no duplicates).
+        :param run_ids: one run id or several (no duplicates), or an empty list.
         :param action: ``"pause"`` (from JOB_QUEUED or JOB_RUNNING), ``"resume"`` (from JOB_PAUSED) or
             ``"cancel"`` (from any non-terminal state).
         """
-        return self._run(self._set_runs_status_flow(ids, run_ids, action))
+        return self._run(
+            ops.set_runs_status_flow(ids, run_ids, action, batch_size=self.batch_size, log=self.log)
+        )
 
     async def aset_runs_status(
         self, ids: PipelineVersionIds, run_ids: str | Sequence[str], action: RunAction | str
@@ -435,7 +348,9 @@ class ClarifaiHook(BaseHook):
         :param run_ids: one run id or several.
         :param action: ``"pause"``, ``"resume"`` or ``"cancel"``.
         """
-        return await self._arun(self._set_runs_status_flow(ids, run_ids, action))
+        return await self._arun(
+            ops.set_runs_status_flow(ids, run_ids, action, batch_size=self.batch_size, log=self.log)
+        )
 
     def post_run(
         self,
@@ -454,7 +369,7 @@ class ClarifaiHook(BaseHook):
         :param nodepool_id: the nodepool to run on (with ``compute_cluster_id``).
         :param compute_cluster_id: the compute cluster of the nodepool.
         """
-        return self._run(self._post_run_flow(ids, run_id, input_args, nodepool_id, compute_cluster_id))
+        return self._run(ops.post_run_flow(ids, run_id, input_args, nodepool_id, compute_cluster_id))
 
     async def apost_run(
         self,
@@ -473,7 +388,7 @@ class ClarifaiHook(BaseHook):
         :param nodepool_id: the nodepool to run on.
         :param compute_cluster_id: the compute cluster of the nodepool.
         """
-        return await self._arun(self._post_run_flow(ids, run_id, input_args, nodepool_id, compute_cluster_id))
+        return await self._arun(ops.post_run_flow(ids, run_id, input_args, nodepool_id, compute_cluster_id))
 
     def get_run_logs(
         self,
@@ -492,7 +407,7 @@ class ClarifaiHook(BaseHook):
         :param per_page: entries per page.
         :param max_pages: most pages read by this call; the cursor continues from there.
         """
-        return self._run(self._logs_flow(ids, run_id, cursor, per_page, max_pages))
+        return self._run(ops.get_run_logs_flow(ids, run_id, cursor, per_page, max_pages))
 
     async def aget_run_logs(
         self,
@@ -511,180 +426,23 @@ class ClarifaiHook(BaseHook):
         :param per_page: entries per page.
         :param max_pages: most pages read by this call.
         """
-        return await self._arun(self._logs_flow(ids, run_id, cursor, per_page, max_pages))
+        return await self._arun(ops.get_run_logs_flow(ids, run_id, cursor, per_page, max_pages))
 
-    # Flow builders: argument checks happen here, before anything is sent ------------------------
-
-    @staticmethod
-    def _get_run_flow(ids: PipelineVersionIds, run_id: str) -> Generator[Call, Any, PipelineRun]:
-        from airflow_provider_clarifai.hooks import _flows
-
-        return _flows.get_run(_check_ids(ids), validate_run_id(run_id))
-
-    @staticmethod
-    def _list_runs_flow(
-        ids: PipelineVersionIds,
-        statuses: Iterable[PipelineRunStatus | str | int] | None,
-        per_page: int,
-        max_pages: int | None,
-        compute_cluster_id: str | None,
-        nodepool_id: str | None,
-    ) -> Generator[Call, Any, list[PipelineRun]]:
-        from airflow_provider_clarifai.hooks import _flows
-
-        if isinstance(per_page, bool) or not isinstance(per_page, int) or not 1 <= per_page <= 1000:
-            raise ClarifaiConfigurationError(
-                f"per_page must be a whole number from 1 to 1000, got {per_page!r}."
-            )
-        if max_pages is not None and (not isinstance(max_pages, int) or max_pages < 1):
-            raise ClarifaiConfigurationError(f"max_pages must be a whole number >= 1, got {max_pages!r}.")
-        try:
-            wanted = parse_statuses(statuses) if statuses else frozenset()
-        except ValueError as err:
-            raise ClarifaiConfigurationError(f"Invalid statuses filter: {err}.") from None
-        return _flows.list_runs(
-            _check_ids(ids),
-            statuses=wanted,
-            per_page=per_page,
-            max_pages=max_pages,
-            compute_cluster_id=compute_cluster_id,
-            nodepool_id=nodepool_id,
-        )
-
-    def _set_runs_status_flow(
-        self, ids: PipelineVersionIds, run_ids: str | Sequence[str], action: RunAction | str
-    ) -> Generator[Call, Any, list[RunStatusChange]]:
-        from airflow_provider_clarifai.hooks import _flows
-
-        try:
-            parsed_action = RunAction(action)
-        except ValueError:
-            raise ClarifaiConfigurationError(
-                f"Unknown action {action!r}; use one of {', '.join(a.value for a in RunAction)}."
-            ) from None
-        return _flows.set_runs_status(
-            _check_ids(ids),
-            validate_run_ids(run_ids),
-            parsed_action.target_status,
-            batch_size=self.batch_size,
-        )
-
-    @staticmethod
-    def _post_run_flow(
-        ids: PipelineVersionIds,
-        run_id: str | None,
-        input_args: Mapping[str, str] | None,
-        nodepool_id: str | None,
-        compute_cluster_id: str | None,
-    ) -> Generator[Call, Any, PipelineRun]:
-        from airflow_provider_clarifai.hooks import _flows
-
-        validate_start_args(input_args, nodepool_id, compute_cluster_id)
-        return _flows.post_run(
-            _check_ids(ids),
-            run_id=validate_run_id(run_id) if run_id is not None else None,
-            input_args=input_args,
-            nodepool_id=nodepool_id,
-            compute_cluster_id=compute_cluster_id,
-        )
-
-    @staticmethod
-    def _logs_flow(
-        ids: PipelineVersionIds, run_id: str, cursor: RunLogCursor | None, per_page: int, max_pages: int
-    ) -> Generator[Call, Any, RunLogBatch]:
-        from airflow_provider_clarifai.hooks import _flows
-
-        for name, value in (("per_page", per_page), ("max_pages", max_pages)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ClarifaiConfigurationError(f"{name} must be a whole number >= 1, got {value!r}.")
-        return _flows.get_run_logs(
-            _check_ids(ids),
-            validate_run_id(run_id),
-            cursor=cursor or RunLogCursor(),
-            per_page=per_page,
-            max_pages=max_pages,
-        )
-
-    # Drivers: the only two places that perform calls; everything else is in _execution ----------
+    # Drivers: every operation's flow runs through one of these two ------------------------------
 
     def _run(self, flow: Generator[Call, Any, T], policy: RetryPolicy | None = None) -> T:
-        from airflow_provider_clarifai.hooks._execution import Invoke, Steps, execution
-
-        stub, settings = self.get_conn(), self.get_settings()
-        base = policy or self.retry_policy
-        steps = Steps(execution(flow, lambda: self._policy_now(base), self.timeout, self.clock.monotonic))
-        while (effect := steps.next()) is not None:
-            if not isinstance(effect, Invoke):
-                self.clock.sleep(effect.seconds)
-                continue
-            try:
-                response = stub.method(effect.call.method)(
-                    effect.call.request, metadata=settings.metadata, timeout=effect.timeout
-                )
-            except _grpc_error() as err:
-                steps.fail(_rpc_error(err, effect.call, settings))
-                continue
-            _answer(steps, response, effect.call, settings)
-        return steps.result
+        settings, timeout, policy = self.get_settings(), self.timeout, policy or self.retry_policy
+        budget = self._kept().budget(settings, self.clock)
+        return _execution.drive(flow, self.get_conn, settings, policy, timeout, self.clock, budget)
 
     async def _arun(self, flow: Generator[Call, Any, T]) -> T:
-        from airflow_provider_clarifai.hooks._execution import Invoke, Steps, execution
-        from airflow_provider_clarifai.hooks._transport import async_endpoint
+        settings, kept = await self.aget_settings(), self._kept()  # settings read: self.timeout won't block
+        connect, budget = functools.partial(kept.endpoint, settings), kept.budget(settings, self.clock)
+        policy, timeout = self.retry_policy, self.timeout
+        return await _execution.adrive(flow, connect, settings, policy, timeout, self.clock, budget)
 
-        settings = await self.aget_settings()
-        endpoint = await async_endpoint(settings)
-        timeout = self._timeout if self._timeout is not None else settings.timeout
-        steps = Steps(
-            execution(flow, lambda: self._policy_now(self.retry_policy), timeout, self.clock.monotonic)
-        )
-        while (effect := steps.next()) is not None:
-            if not isinstance(effect, Invoke):
-                await self.clock.asleep(effect.seconds)
-                continue
-            async with endpoint.limiter:
-                try:
-                    response = await endpoint.stub.method(effect.call.method)(
-                        effect.call.request, metadata=settings.metadata, timeout=effect.timeout
-                    )
-                except _grpc_error() as err:
-                    steps.fail(_rpc_error(err, effect.call, settings))
-                    continue
-            _answer(steps, response, effect.call, settings)
-        return steps.result
+    def _kept(self) -> HookLinks:
+        from airflow_provider_clarifai.hooks._transport import HookLinks
 
-
-def _grpc_error() -> type[Exception]:
-    """``grpc.RpcError``, imported on first use (never at DAG parse time)."""
-    import grpc
-
-    return grpc.RpcError
-
-
-def _rpc_error(error: Exception, call: Call, settings: ConnectionSettings) -> ClarifaiError:
-    from airflow_provider_clarifai.exceptions import error_from_rpc
-
-    return error_from_rpc(
-        error,  # type: ignore[arg-type]
-        method=call.method,
-        target=settings.target,
-        context=call.description,
-        secret=settings.token,
-    )
-
-
-def _answer(steps: Any, response: Any, call: Call, settings: ConnectionSettings) -> None:
-    """Hand a response to the execution: the response itself, or the application error it carries."""
-    from airflow_provider_clarifai.hooks._flows import check_response
-
-    try:
-        steps.answer(check_response(response, call, settings.token))
-    except ClarifaiError as error:
-        steps.fail(error)
-
-
-def _check_ids(ids: PipelineVersionIds) -> PipelineVersionIds:
-    if not isinstance(ids, PipelineVersionIds):
-        raise ClarifaiConfigurationError(
-            f"ids must be a PipelineVersionIds (from ClarifaiHook.resolve_ids), got {type(ids).__name__}."
-        )
-    return ids
+        self._links = self._links or HookLinks()
+        return self._links

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -262,13 +263,45 @@ def test_a_read_only_token_cannot_change_runs(monkeypatch, emulator, call):
 @pytest.mark.parametrize(
     ("run_ids", "action", "phrase"),
     [
-        ([], "pause", "empty"),
         (["a", "a"], "pause", "repeats a"),
         (["a b"], "pause", "whitespace"),
         (["a"], "stop", "Unknown action 'stop'"),
     ],
 )
 def test_bad_batches_are_rejected_before_calling(hook, call, emulator, run_ids, action, phrase):
+    with pytest.raises(ClarifaiConfigurationError, match=phrase):
+        call(hook, "set_runs_status", IDS, run_ids, action)
+    assert emulator.requests.count() == 0
+
+
+def logged(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], phrase: str) -> list[str]:
+    """The hook's log lines containing ``phrase``: Airflow 2 logs through ``logging`` (caplog sees it),
+    Airflow 3 through structlog, to stdout."""
+    records = [record.getMessage() for record in caplog.records if phrase in record.getMessage()]
+    return records or [line for line in capsys.readouterr().out.splitlines() if phrase in line]
+
+
+@pytest.mark.parametrize("nothing", [[], ()], ids=["list", "tuple"])
+def test_an_empty_selection_changes_nothing_and_says_so(hook, call, emulator, caplog, capsys, nothing):
+    caplog.set_level(logging.INFO)
+    assert call(hook, "set_runs_status", IDS, nothing, "pause") == []
+    assert emulator.requests.count("PatchPipelineVersionRuns") == 0
+    assert emulator.requests.count() == 0
+    (line,) = logged(caplog, capsys, "No pipeline version runs selected")
+    assert f"selected to pause in {USER}/{APP}/{PIPELINE}/{VERSION}: nothing to do, no request sent." in line
+
+
+@pytest.mark.parametrize(
+    ("run_ids", "action", "phrase"),
+    [
+        ([], "stop", "Unknown action 'stop'"),
+        ("", "pause", r"run_ids is empty"),
+        ([""], "pause", r"run_ids\[0\] is empty"),
+    ],
+)
+def test_an_empty_selection_still_checks_the_rest(hook, call, emulator, run_ids, action, phrase):
+    """Only an empty list or tuple selects nothing: the action is still checked, and an empty string is
+    one (invalid) id."""
     with pytest.raises(ClarifaiConfigurationError, match=phrase):
         call(hook, "set_runs_status", IDS, run_ids, action)
     assert emulator.requests.count() == 0
@@ -459,11 +492,13 @@ def test_a_wrong_token_is_not_retried_and_not_echoed(monkeypatch, emulator, call
 
 def test_the_rate_limit_is_absorbed_by_retries(call, monkeypatch):
     # The service's one-second window and the hook's backoffs run on one manual clock: the window moves
-    # only when the hook waits, so what is throttled does not depend on how fast the calls are.
+    # only when the hook waits, so what is throttled does not depend on how fast the calls are. The
+    # request budget is off (requests_per_second=0): this is the retries' part alone (tests/test_budget.py
+    # has the budget's).
     clock = ManualClock(start=0)
     with ClarifaiEmulator(clock=ManualClock(), rate_limit_clock=clock) as emulator:
         emulator.backend.set_rate_limit(4)
-        monkeypatch.setenv(*emulator.airflow_connection_env())
+        monkeypatch.setenv(*emulator.airflow_connection_env(conn_extra={"requests_per_second": 0}))
         retry_clock = ManualRetryClock(clock)
         policy = dict(FAST_RETRIES.to_dict(), throttle_backoff=0.3)
         hook = ClarifaiHook(retry_policy=policy, clock=retry_clock.clock)

@@ -9,8 +9,8 @@ import pytest
 from airflow_provider_clarifai.emulator.clock import ManualClock
 from airflow_provider_clarifai.emulator.server import ClarifaiEmulator
 from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError, ClarifaiRequestRejectedError
-from airflow_provider_clarifai.hooks import _tls, _transport
-from airflow_provider_clarifai.hooks._transport import parse_api_base, settings_from_connection
+from airflow_provider_clarifai.hooks import _connection, _tls, _transport
+from airflow_provider_clarifai.hooks._connection import parse_api_base, settings_from_connection
 from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
 from airflow_provider_clarifai.retry import RetryPolicy
 from tests.hooks.conftest import IDS, run_async
@@ -206,7 +206,7 @@ def fresh_warnings(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> pytest.LogCaptureFixture:
     """The process-wide "warned once" sets emptied for the test; WARNING records captured."""
-    monkeypatch.setattr(_transport, "_warned_extras", set())
+    monkeypatch.setattr(_connection, "_warned_extras", set())
     monkeypatch.setattr(_tls, "_warned_plaintext", set())
     caplog.set_level(logging.WARNING)
     return caplog
@@ -220,7 +220,7 @@ def test_unknown_extras_are_named_once_without_their_values(fresh_warnings):
     extra = {"timeout": 5, "extra__clarifai__app_id": "a", "api_key": "s3cr3t-value", "tiemout": 10}
     for _ in range(3):
         settings_from_connection("c", None, None, "pat", extra)
-    (warning,) = warnings_of(fresh_warnings, "airflow_provider_clarifai.hooks._transport")
+    (warning,) = warnings_of(fresh_warnings, "airflow_provider_clarifai.hooks._connection")
     assert (
         "Airflow connection 'c' has extra field(s) this provider does not use, ignored: 'api_key', 'tiemout'"
         in (warning)
@@ -230,14 +230,19 @@ def test_unknown_extras_are_named_once_without_their_values(fresh_warnings):
     # Another connection with the same mistake is warned about too, once.
     settings_from_connection("d", None, None, "pat", extra)
     settings_from_connection("d", None, None, "pat", extra)
-    assert len(warnings_of(fresh_warnings, "airflow_provider_clarifai.hooks._transport")) == 2
+    assert len(warnings_of(fresh_warnings, "airflow_provider_clarifai.hooks._connection")) == 2
+
+
+def test_the_settings_stay_importable_from_the_transport_module():
+    assert _transport.settings_from_connection is settings_from_connection
+    assert _transport.ConnectionSettings is _connection.ConnectionSettings
 
 
 def test_known_extras_in_either_spelling_warn_nothing(fresh_warnings):
-    extra = {name: "" for name in _transport.KNOWN_EXTRAS}
-    extra.update({f"extra__clarifai__{name}": "" for name in _transport.KNOWN_EXTRAS})
+    extra = {name: "" for name in _connection.KNOWN_EXTRAS}
+    extra.update({f"extra__clarifai__{name}": "" for name in _connection.KNOWN_EXTRAS})
     settings_from_connection("c", None, None, "pat", extra)
-    assert not warnings_of(fresh_warnings, "airflow_provider_clarifai.hooks._transport")
+    assert not warnings_of(fresh_warnings, "airflow_provider_clarifai.hooks._connection")
 
 
 def test_a_token_over_plaintext_to_another_host_is_warned_about_once(fresh_warnings):
