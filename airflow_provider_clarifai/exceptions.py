@@ -240,7 +240,8 @@ def error_from_status(
     if details and details != description:
         parts.append(f" ({details})")
     if req_id:
-        parts.append(f" [req_id {req_id}]")
+        # Parentheses, not brackets: the Airflow CLI prints messages with Rich, which reads [...] as markup.
+        parts.append(f" (request id {req_id})")
     message = "".join(parts) + ". " + _HINTS[error_class]
     return error_class(
         message,

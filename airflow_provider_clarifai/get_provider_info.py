@@ -42,13 +42,30 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "schema": {"type": ["string", "null"], "default": DEFAULT_WEB_BASE},
         "description": "Where run links point. Default https://clarifai.com.",
     },
+    "requests_per_second": {
+        "label": "Requests per second",
+        "schema": {"type": ["number", "null"], "default": 15},
+        "description": (
+            "Most requests per second this process sends with the token. Default 15 (Clarifai's limit); "
+            "divide it by the processes sharing the token; 0 turns pacing off."
+        ),
+    },
 }
 
+#: The standard fields of the form. Port stays visible: Airflow 3.3's connection list sends the stored port
+#: back with its Test button as ``Number(port)``, which is 0 for an empty port, and the API server then
+#: refuses the test because 0 differs from the stored NULL ("The host or port to test differs from the
+#: stored connection"). A connection saved with its port (443 for https://api.clarifai.com) round-trips.
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
-    "hidden-fields": ["schema", "login", "port", "extra"],
-    "relabeling": {"host": "API base URL", "password": "Personal Access Token (PAT)"},
+    "hidden-fields": ["schema", "login", "extra"],
+    "relabeling": {
+        "host": "API base URL",
+        "port": "API port",
+        "password": "Personal Access Token (PAT)",
+    },
     "placeholders": {
-        "host": DEFAULT_API_BASE + " (http://host:port for a plaintext endpoint)",
+        "host": DEFAULT_API_BASE + " (http://HOST for a plaintext endpoint)",
+        "port": "443 for https://api.clarifai.com (the Test button needs the port)",
         "password": "Your Clarifai Personal Access Token",
     },
 }

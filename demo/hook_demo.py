@@ -2,7 +2,8 @@
 
 Starts the emulator as its own process (the way a user runs it), points an Airflow connection at it
 through an environment variable, and prints every state the service reports.
-Run it through ``scripts/demo.sh``, which installs everything first.
+Run it with ``.venvs/newest/bin/python demo/hook_demo.py`` once ``scripts/demo.sh`` (or ``scripts/test.sh``)
+has made that environment.
 """
 
 from __future__ import annotations

@@ -55,17 +55,25 @@ class LocalAirflow:
     :param home: AIRFLOW_HOME (created).
     :param dags_folder: the DAG folder.
     :param extra_env: more environment (connections, config) for every Airflow process.
+    :param port: the API server's (webserver's) port; a free one by default.
     """
 
-    def __init__(self, home: Path, dags_folder: Path, extra_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        dags_folder: Path,
+        extra_env: Mapping[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
         self.home = home
         self.dags_folder = dags_folder
         self.major = airflow_major()
-        self.port = free_port()
+        self.port = port or free_port()
+        #: The environment this object adds to its own for every Airflow process (see :meth:`env_script`).
+        self.own_env: dict[str, str] = {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         home.mkdir(parents=True, exist_ok=True)
-        self.env = {
-            **os.environ,
+        own = {
             "AIRFLOW_HOME": str(home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -73,11 +81,10 @@ class LocalAirflow:
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "PATH": f"{AIRFLOW_BIN.parent}{os.pathsep}{os.environ.get('PATH', '')}",
             **(extra_env or {}),
         }
         if self.major >= 3:
-            self.env.update(
+            own.update(
                 {
                     "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
@@ -88,7 +95,7 @@ class LocalAirflow:
                 }
             )
         else:
-            self.env.update(
+            own.update(
                 {
                     "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor",
                     "AIRFLOW__API__AUTH_BACKENDS": (
@@ -99,6 +106,9 @@ class LocalAirflow:
                     "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
                 }
             )
+        self.own_env = own
+        path = f"{AIRFLOW_BIN.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        self.env = {**os.environ, **own, "PATH": path}
 
     @property
     def api(self) -> str:
@@ -179,6 +189,22 @@ class LocalAirflow:
     def log_of(self, component: str) -> str:
         path = self.home / f"{component}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def exited(self) -> dict[str, int]:
+        """The components this object started that have exited since, with their exit codes."""
+        return {
+            component: code
+            for component, process in self.processes.items()
+            if (code := process.poll()) is not None
+        }
+
+    def env_script(self) -> str:
+        """``export`` lines that point the ``airflow`` CLI at this installation (for ``source``)."""
+        import shlex
+
+        lines = [f"export {name}={shlex.quote(value)}" for name, value in sorted(self.own_env.items())]
+        lines.append(f'export PATH={shlex.quote(str(AIRFLOW_BIN.parent))}:"$PATH"')
+        return "\n".join(lines) + "\n"
 
     # REST API ------------------------------------------------------------------------------------
 

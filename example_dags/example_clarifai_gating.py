@@ -1,13 +1,19 @@
 """Gate downstream tasks on a Clarifai pipeline run that something else started.
 
-The sensor waits in the triggerer (``deferrable=True``), so no worker slot is held while the run goes on.
-When the run completes, the downstream tasks run with the run's summary from XCom. When it fails or is
-cancelled, the sensor fails at once (it does not wait for its timeout) and the downstream tasks do not
-run. A paused run is not finished: the sensor keeps waiting, bounded by its timeout.
+**What it does.** ``wait_for_training`` waits for the run named by the ``pipeline_version_run_id`` param
+in the triggerer (``deferrable=True``), so no worker slot is held while the run goes on. When the run
+completes, ``publish_model`` and ``refresh_dashboards`` run, with the run's summary from XCom. When it
+fails or is cancelled, the sensor fails at once (it does not wait for its timeout) and the downstream
+tasks do not run. A paused run is not finished: the sensor keeps waiting, bounded by its timeout.
 
-Trigger it with ``{"pipeline_version_run_id": "<run id>"}``; the default is a run of the Clarifai
-emulator's default scenario, so the DAG runs unchanged against the emulator. The pipeline's ids come from
-its ``config-lock.yaml`` (written by ``clarifai pipeline upload``), found relative to this file.
+**Safe to unpause.** No schedule, and it only reads: it changes no run.
+
+**What it needs.** An Airflow connection ``clarifai_default`` (type ``clarifai``: your Personal Access
+Token; for the local emulator, host ``http://127.0.0.1`` and port ``50051``), a running triggerer, and the
+pipeline's ``config-lock.yaml`` (written by ``clarifai pipeline upload``) at ``pipelines/nightly-training/``
+next to this file. Trigger it with ``{"pipeline_version_run_id": "<run id>"}``. The default,
+``run-queued``, is a run of the emulator's bundled scenarios: in the default scenario no run ends on its
+own, so the sensor keeps waiting; the "scripted" scenario completes it after about a minute.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ with DAG(
         ),
     },
     tags=["example", "clarifai"],
+    doc_md=__doc__,
 ) as dag:
     # [START howto_sensor_clarifai_gating]
     wait_for_training = ClarifaiPipelineRunSensor(

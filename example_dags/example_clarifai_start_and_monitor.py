@@ -1,14 +1,19 @@
 """Start a Clarifai pipeline run with input overrides, then wait for it without holding a worker slot.
 
-``start_training`` starts the run with argument overrides from the DAG params and returns at once; the
-run id goes to XCom (key ``pipeline_version_run_id``) as soon as the run exists. ``wait_for_training``
-waits in the triggerer, writes the run's log lines into its own task log, and, if the run is still going
-after two hours, cancels it before failing, so no run is left behind on the cluster. ``report`` runs
-only if the run completed.
+**What it does.** ``start_training`` starts a run of the pipeline version with argument overrides from
+the DAG params (``learning_rate``, ``epochs``) and returns at once; the run id goes to XCom (key
+``pipeline_version_run_id``) as soon as the run exists, and its web URL into the task log.
+``wait_for_training`` waits in the triggerer, writes the run's log lines into its own task log, and, if
+the run is still going after two hours, cancels it before failing, so no run is left behind on the
+cluster. ``report`` runs only if the run completed. A retry of ``start_training`` does not start a
+second run: it re-attaches to the run of the earlier try while that run is still going.
 
-A retry of ``start_training`` does not start a second run: it re-attaches to the run of the earlier try
-while that run is still going. The pipeline's ids come from its ``config-lock.yaml`` (written by
-``clarifai pipeline upload``), found relative to this file.
+**Safe to unpause.** No schedule: it starts a run only when someone triggers it.
+
+**What it needs.** An Airflow connection ``clarifai_default`` (type ``clarifai``: your Personal Access
+Token; for the local emulator, host ``http://127.0.0.1`` and port ``50051``), a running triggerer, and the
+pipeline's ``config-lock.yaml`` (written by ``clarifai pipeline upload``) at ``pipelines/nightly-training/``
+next to this file. The bundled one names the emulator's default pipeline.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ with DAG(
     catchup=False,
     params={"learning_rate": "0.01", "epochs": "2"},
     tags=["example", "clarifai"],
+    doc_md=__doc__,
 ) as dag:
     # [START howto_operator_clarifai_run_pipeline]
     start_training = ClarifaiRunPipelineOperator(

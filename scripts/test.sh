@@ -4,7 +4,11 @@
 #       newest: the newest Airflow 3.x with the newest dependencies;
 #       oldest: Airflow 2.11 with the oldest common-compat and clarifai-grpc this provider claims;
 #   - ruff, mypy, the docstring check (flake8 + pydoclint) and the Sphinx docs (-W) on the newest;
-#   - the whole pytest suite on both, then benchmarks/trigger_burst.py as a check.
+#   - the whole pytest suite on both, then benchmarks/trigger_burst.py as a check. The suite includes
+#     tests/test_packaging.py (builds the sdist and wheel with uv, installs the wheel into a clean venv)
+#     and, on the newest, the Test-button check in headless Chromium (tests/e2e/test_connection_test_button.py):
+#     Debian's chromium is installed with apt-get when it is missing and this runs as root (in the
+#     background, while the linters run), and the playwright package goes into the newest environment.
 # Usage: scripts/test.sh [--fast] [--env newest|oldest] [pytest args...]
 #   --fast     unit tests only (skips tests marked integration or e2e), no linters, no benchmark
 #   --env E    only that environment
@@ -28,9 +32,33 @@ done
 # shellcheck source=scripts/_envs.sh
 source "$root/scripts/_envs.sh"
 
+# The browser test's Chromium (Debian's package; never a browser download). Installed in the background
+# so that it overlaps the environment set-up and the linters; waited for before the newest suite runs.
+browser_pid=
+browser_log=$(mktemp)
+wants_browser() { ((fast == 0)) && [[ " ${envs[*]} " == *" newest "* ]]; }
+if wants_browser && [[ ! -x /usr/bin/chromium ]] && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+  echo "== installing chromium with apt-get (background; log: $browser_log)"
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >"$browser_log" 2>&1 &
+  browser_pid=$!
+fi
+ensure_browser() {
+  if [[ -n $browser_pid ]]; then
+    wait "$browser_pid" || { echo "apt-get could not install chromium:"; tail -n 20 "$browser_log"; }
+    browser_pid=
+  fi
+  VIRTUAL_ENV="$venvs/newest" "$uv" pip install --quiet playwright
+  if [[ -x /usr/bin/chromium ]]; then
+    export CLARIFAI_REQUIRE_BROWSER=1 # a missing browser now fails the test instead of skipping it
+  else
+    echo "== no /usr/bin/chromium (install Debian's chromium package): the browser test will be skipped"
+  fi
+}
+
 status=0
 for env in "${envs[@]}"; do
   ensure_env "$env"
+  export CLARIFAI_PROVIDER_UV="$uv" # tests/test_packaging.py builds and installs with it
   py="$venvs/$env/bin/python"
   if ((fast == 0)) && [[ $env == newest ]]; then
     echo "== lint ($env)"
@@ -40,6 +68,9 @@ for env in "${envs[@]}"; do
     "$venvs/$env/bin/flake8" airflow_provider_clarifai || status=1
     echo "== docs ($env): sphinx -W"
     "$py" -m sphinx -W -q -b html docs docs/_build/html || status=1
+  fi
+  if ((fast == 0)) && [[ $env == newest ]]; then
+    ensure_browser
   fi
   echo "== tests ($env: $("$py" -c 'import airflow; print("Airflow", airflow.__version__)'))"
   marker=()

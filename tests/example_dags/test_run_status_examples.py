@@ -82,6 +82,30 @@ def test_cancel_running_cancels_given_and_running_runs(clarifai_emulator, clarif
     }
 
 
+def test_cancel_running_cancels_what_it_can_and_reports_an_unknown_id(clarifai_emulator, clarifai_connection):
+    result = run_dag_test(
+        EXAMPLE_DAGS / "example_clarifai_cancel_running.py",
+        "example_clarifai_cancel_running",
+        run_conf={"run_ids": ["run-paused", "no-such-run"]},
+    )
+
+    # The unknown id fails the first task, after it cancelled the run it could; the second still runs.
+    assert result.task_states == {"cancel_given_runs": "failed", "cancel_running_runs": "success"}
+    outcomes = {record["run_id"]: record for record in result.xcom("cancel_given_runs", key="run_outcomes")}
+    assert (outcomes["run-paused"]["outcome"], outcomes["run-paused"]["state_after"]) == (
+        "changed",
+        "JOB_CANCELLED",
+    )
+    assert outcomes["no-such-run"]["outcome"] == "not_found"
+    assert result.xcom("cancel_given_runs", key="changed_run_ids") == ["run-paused"]
+    assert sorted(result.xcom("cancel_running_runs", key="changed_run_ids")) == ["run-forever", "run-running"]
+    assert states(clarifai_emulator, "run-paused", "run-running", "run-forever") == {
+        "run-paused": "JOB_CANCELLED",
+        "run-running": "JOB_CANCELLED",
+        "run-forever": "JOB_CANCELLED",
+    }
+
+
 def test_cancel_running_without_run_ids_only_cancels_running_runs(clarifai_emulator, clarifai_connection):
     result = run_dag_test(
         EXAMPLE_DAGS / "example_clarifai_cancel_running.py", "example_clarifai_cancel_running"
