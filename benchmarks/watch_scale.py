@@ -92,11 +92,12 @@ class Settings:
 def ends_at(index: int, settings: Settings) -> float | None:
     """Emulated seconds after the start at which run ``index`` ends, or ``None`` if it keeps running.
 
-    One run in five ends, spread evenly from the second interval to the one before last.
+    One run in five ends, spread evenly from the end of the first interval to two intervals before the
+    measurement ends, so that each ending has two intervals to be detected in.
     """
     if index % 5:
         return None
-    first, last = settings.interval, settings.interval * (settings.intervals - 1)
+    first, last = settings.interval, settings.interval * (settings.intervals - 2)
     ending = index // 5
     endings = max(settings.runs // 5, 1)
     return first + (last - first) * ending / endings
@@ -366,8 +367,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     modes = [mode.strip() for mode in args.modes.split(",")]
-    if not set(modes) <= {"shared", "per-run"} or args.intervals < 3:
-        parser.error("--modes takes shared and per-run; --intervals must be 3 or more")
+    if not set(modes) <= {"shared", "per-run"} or args.intervals < 4:
+        parser.error("--modes takes shared and per-run; --intervals must be 4 or more")
     plans = [
         Settings(int(size), args.versions, args.interval, args.intervals, args.time_scale, mode == "shared")
         for size in args.runs.split(",")
