@@ -16,13 +16,6 @@ FAST_RETRIES = RetryPolicy(initial_backoff=0.01, max_backoff=0.05, throttle_back
 IDS = PipelineVersionIds("demo-user", "pipelines-app", "nightly-training", "v1")
 
 
-@pytest.fixture
-def emulator(clarifai_emulator, clarifai_connection):
-    """The emulator with the connection pointed at it and its rate limit off (tested on its own)."""
-    clarifai_emulator.backend.set_rate_limit(None)
-    return clarifai_emulator
-
-
 def run_async(factory: Callable[[], Any]) -> Any:
     """Run a coroutine in a fresh loop and close that loop's shared channels afterwards."""
 

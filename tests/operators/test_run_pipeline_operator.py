@@ -114,12 +114,6 @@ def snapshot(emulator: Any, version: str, run_id: str) -> Any:
     return emulator.backend.run(USER, APP, PIPELINE, version, run_id)
 
 
-@pytest.fixture
-def emulator(clarifai_emulator, clarifai_connection):
-    clarifai_emulator.backend.set_rate_limit(None)
-    return clarifai_emulator
-
-
 # Start and wait, in a real Airflow -----------------------------------------------------------------
 
 

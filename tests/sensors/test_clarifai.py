@@ -295,13 +295,6 @@ def run_id_of(name: str) -> str:
 
 
 @pytest.fixture
-def emulator(clarifai_emulator, clarifai_connection):
-    """The emulator on a manual clock, with its rate limit off (the sensors poll every 50 ms)."""
-    clarifai_emulator.backend.set_rate_limit(None)
-    return clarifai_emulator
-
-
-@pytest.fixture
 def director(emulator, monkeypatch) -> RunDirector:
     """The director counts each run's own reads, so deferred waits here read per trigger: the shared
     watcher lists a whole version at once (tested in tests/triggers/test_shared_polls.py)."""

@@ -26,12 +26,6 @@ IDS = {"user_id": USER, "app_id": APP, "pipeline_id": PIPELINE, "pipeline_versio
 WINDOW = 2.0
 
 
-@pytest.fixture
-def emulator(clarifai_emulator, clarifai_connection):
-    clarifai_emulator.backend.set_rate_limit(None)
-    return clarifai_emulator
-
-
 def test_poke_mode_reads_are_cut_to_the_sensor_timeout_and_it_cancels_within_its_budget(emulator):
     from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 

@@ -81,12 +81,6 @@ def state(emulator, run_id: str) -> str:
     return emulator.backend.run_status(USER, APP, PIPELINE, VERSION, run_id)
 
 
-@pytest.fixture
-def emulator(clarifai_emulator, clarifai_connection):
-    clarifai_emulator.backend.set_rate_limit(None)
-    return clarifai_emulator
-
-
 # Serialization --------------------------------------------------------------------------------------
 
 

@@ -31,12 +31,6 @@ pytestmark = pytest.mark.integration
 WINDOW = 2.0
 
 
-@pytest.fixture
-def emulator(clarifai_emulator, clarifai_connection):
-    clarifai_emulator.backend.set_rate_limit(None)
-    return clarifai_emulator
-
-
 def at_most(limit: float) -> float:
     """``limit`` as the server sees it: gRPC rounds a deadline up when it encodes it (to 100 ms here)."""
     return limit * 1.01 + 0.1
