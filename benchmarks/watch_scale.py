@@ -7,8 +7,9 @@ watcher (the default) and with per-run polling (``share_polls=False``, the behav
 the runs end during the window, at times spread over it; the others keep running.
 
 Time is scaled: the emulator runs ``--time-scale`` emulated seconds per real second, the triggers poll
-every ``--interval / --time-scale`` real seconds, and the rate limit and the client's request budget are
-``15 x time scale`` per real second, i.e. 15 per emulated second, as in production. Every figure below is
+every ``--interval / --time-scale`` real seconds; the emulator counts its limit of 15 per emulated
+second, and the client's request budget is ``15 x time scale`` per real second, i.e. 15 per emulated
+second too, as in production. Every figure below is
 given in emulated time (requests per emulated second, latencies in poll intervals) unless it says real.
 
 Printed, side by side, per size and mode:
@@ -141,7 +142,8 @@ def emulator_process(workdir: Path, settings: Settings) -> Iterator[str]:
     command = [
         *(sys.executable, "-m", "airflow_provider_clarifai.emulator", "--port", "0"),
         *("--scenario", str(scenario_file), "--time-scale", str(settings.time_scale)),
-        *("--rate-limit", str(settings.real_rate_limit), "--max-workers", "64"),
+        # The emulator counts its limit per emulated second when time is scaled.
+        *("--rate-limit", str(LIMIT_PER_SECOND), "--max-workers", "64"),
         *("--ready-file", str(ready_file)),
     ]
     with open(stderr_file, "w", encoding="utf-8") as stderr:

@@ -55,7 +55,10 @@ def _parser() -> argparse.ArgumentParser:
         "--rate-limit",
         type=int,
         default=None,
-        help="requests per second per token, 0 for no limit (default: the scenario's, else 15)",
+        help=(
+            "requests per second per token, 0 for no limit (default: the scenario's, else 15); with "
+            "--time-scale, per emulated second"
+        ),
     )
     parser.add_argument(
         "--max-workers",
@@ -215,9 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         stop_requested.set()
 
     try:
+        clock = WallClock(scale=args.time_scale)
         emulator = ClarifaiEmulator(
             scenario,
-            clock=WallClock(scale=args.time_scale),
+            clock=clock,
+            # With time scaled, the limit counts per emulated second, as the service's does per real one:
+            # a scaled benchmark then meets the same limit per emulated second as production.
+            rate_limit_clock=clock if args.time_scale != 1.0 else None,
             host=args.host,
             port=args.port,
             max_workers=args.max_workers,
