@@ -80,6 +80,7 @@ def test_the_connection_form_declares_the_documented_extra_fields():
         "timeout",
         "root_certificates_path",
         "web_base_url",
+        "requests_per_second",
     }
     assert connection_type["conn-fields"]["timeout"]["schema"]["default"] == 30
     assert connection_type["conn-fields"]["web_base_url"]["schema"]["default"] == "https://clarifai.com"
@@ -97,7 +98,14 @@ def test_airflow2_reads_the_same_form_from_the_hook():
     # The widgets need Flask AppBuilder, which only Airflow 2's webserver has.
     pytest.importorskip("flask_appbuilder")
     widgets = load(HOOK).get_connection_form_widgets()  # type: ignore[attr-defined]
-    assert set(widgets) == {"user_id", "app_id", "timeout", "root_certificates_path", "web_base_url"}
+    assert set(widgets) == {
+        "user_id",
+        "app_id",
+        "timeout",
+        "root_certificates_path",
+        "web_base_url",
+        "requests_per_second",
+    }
 
 
 @pytest.mark.parametrize("kind", sorted(MODULES))

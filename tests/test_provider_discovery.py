@@ -75,7 +75,14 @@ def test_airflow_builds_the_connection_form(tmp_path):
     names = {w["connection_parameter_name"] for w in widgets if w["package_name"] == DISTRIBUTION}
     assert names == {
         f"extra__clarifai__{field}"
-        for field in ("user_id", "app_id", "timeout", "root_certificates_path", "web_base_url")
+        for field in (
+            "user_id",
+            "app_id",
+            "timeout",
+            "root_certificates_path",
+            "web_base_url",
+            "requests_per_second",
+        )
     }
     behaviours = airflow_cli("providers", "behaviours", home=tmp_path)
     # Airflow lists the connection types whose form it customizes: ours, by its exact name.
