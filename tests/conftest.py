@@ -96,6 +96,14 @@ def clarifai_default_scenario() -> Any:
 
 
 @pytest.fixture
+def clarifai_connection_extra(clarifai_emulator: ClarifaiEmulator) -> dict[str, Any]:
+    """This suite's connections turn the client's request budget off when the emulator has no rate limit:
+    it throttles nothing, so pacing would only slow the tests down. Tests with a limit on keep the
+    default budget, and so do the budget's own tests (tests/hooks/test_request_budget.py)."""
+    return {} if clarifai_emulator.rate_limit_per_second else {"requests_per_second": 0}
+
+
+@pytest.fixture
 def emulator(clarifai_emulator: ClarifaiEmulator, clarifai_connection: str) -> ClarifaiEmulator:
     """The emulator (manual clock, no rate limit, the suite's scenario unless a marker names another),
     with the Airflow connection ``clarifai_default`` pointing at it."""

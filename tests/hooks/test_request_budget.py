@@ -116,6 +116,12 @@ def codes(emulator: ClarifaiEmulator) -> list[str | None]:
     return [record.code for record in emulator.requests]
 
 
+@pytest.fixture
+def clarifai_connection_extra() -> dict[str, Any]:
+    """The connection's default budget (tests/conftest.py turns it off for an unlimited emulator)."""
+    return {}
+
+
 def test_a_burst_from_a_loop_and_two_threads_is_never_throttled(fast, monkeypatch):
     emulator, window = fast
     burst(connect(monkeypatch, emulator), window.retry_clock())
