@@ -110,7 +110,22 @@ class ReadEach:
     within: float | None
 
 
-Effect = ReadRun | ReadLogs | CancelRun | Sleep | ListUnfinished | ReadEach
+@dataclass(frozen=True)
+class ListFinished:
+    """List a pipeline version's runs in some end states, every page (answer: list of
+    :class:`PipelineRun`). A sweep of the runs that ended: its cost grows with the version's history.
+
+    :param ids: the pipeline version.
+    :param states: the end states to list.
+    :param within: the most seconds the listing may take, retries included.
+    """
+
+    ids: PipelineVersionIds
+    states: tuple[PipelineRunStatus, ...]
+    within: float | None
+
+
+Effect = ReadRun | ReadLogs | CancelRun | Sleep | ListUnfinished | ReadEach | ListFinished
 #: A step of a wait: yields effects, receives their answers, returns ``T``.
 Steps = Generator[Effect, Any, T]
 
@@ -189,6 +204,8 @@ class RunCalls:
                 return hook.get_run(effect.ids, effect.run_id)
             if isinstance(effect, ListUnfinished):
                 return hook.list_runs(effect.ids, statuses=UNFINISHED, per_page=LIST_PAGE_SIZE)
+            if isinstance(effect, ListFinished):
+                return hook.list_runs(effect.ids, statuses=effect.states, per_page=LIST_PAGE_SIZE)
             if isinstance(effect, ReadLogs):
                 return hook.get_run_logs(effect.ids, effect.run_id, cursor=effect.cursor)
             return _only_change(hook.set_runs_status(effect.ids, [effect.run_id], RunAction.CANCEL))
@@ -209,6 +226,8 @@ class RunCalls:
                 return await hook.aget_run(effect.ids, effect.run_id)
             if isinstance(effect, ListUnfinished):
                 return await hook.alist_runs(effect.ids, statuses=UNFINISHED, per_page=LIST_PAGE_SIZE)
+            if isinstance(effect, ListFinished):
+                return await hook.alist_runs(effect.ids, statuses=effect.states, per_page=LIST_PAGE_SIZE)
             if isinstance(effect, ReadLogs):
                 return await hook.aget_run_logs(effect.ids, effect.run_id, cursor=effect.cursor)
             return _only_change(await hook.aset_runs_status(effect.ids, [effect.run_id], RunAction.CANCEL))

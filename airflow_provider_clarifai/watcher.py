@@ -31,8 +31,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_clarifai.effects import Effect, ListUnfinished, ReadEach, ReadRun, RunCalls, Sleep
+from airflow_provider_clarifai.effects import (
+    Effect,
+    ListFinished,
+    ListUnfinished,
+    ReadEach,
+    ReadRun,
+    RunCalls,
+    Sleep,
+)
 from airflow_provider_clarifai.exceptions import ClarifaiError, ClarifaiUnavailableError
+from airflow_provider_clarifai.feed import FinishedFeed, feed_round
 from airflow_provider_clarifai.retry import MIN_ATTEMPT_SECONDS
 from airflow_provider_clarifai.waiter import read_states
 
@@ -59,7 +68,7 @@ def token_fingerprint(token: str) -> str:
 
 @dataclass(eq=False)
 class _Read:
-    """A trigger's read of one run, waiting for a round (loop times, in seconds)."""
+    """A trigger's read of one run, or of a feed's ended runs, waiting for a round (loop times, seconds)."""
 
     run_id: str
     due: float
@@ -67,7 +76,8 @@ class _Read:
     interval: float
     deadline: float | None
     started: float
-    answer: asyncio.Future[PipelineRun] = field(repr=False)
+    answer: asyncio.Future[Any] = field(repr=False)
+    feed: FinishedFeed | None = None
 
 
 @dataclass
@@ -78,12 +88,14 @@ class WatcherCounts:
     :param lists: ListPipelineVersionRuns listings made (each may be several pages).
     :param gets: GetPipelineVersionRun reads made for runs that were not listed.
     :param answered: reads answered.
+    :param sweeps: listings of ended runs made for feeds (counted in ``lists`` too).
     """
 
     rounds: int = 0
     lists: int = 0
     gets: int = 0
     answered: int = 0
+    sweeps: int = 0
 
 
 #: The watchers of each event loop, by (endpoint, token fingerprint, pipeline version). Process-global,
@@ -123,12 +135,37 @@ class RunWatcher:
         :param within: the most seconds to wait for the answer (``None``: no limit).
         :raises ClarifaiUnavailableError: no round answered in time (transient: the wait goes on).
         """
+        result: PipelineRun = await self._enqueue(run_id, None, due=due, interval=interval, within=within)
+        return result
+
+    async def ended(
+        self, feed: FinishedFeed, *, due: float, interval: float, within: float | None
+    ) -> list[PipelineRun]:
+        """The runs that ended since the feed's last round, found by a round no sooner than ``due``.
+
+        The round lists the version's unfinished runs once for this feed and every read it serves.
+
+        :param feed: the reader's feed; the round updates it.
+        :param due: loop time from which the read may be answered.
+        :param interval: the reader's poll interval.
+        :param within: the most seconds to wait for the answer (``None``: no limit).
+        :raises ClarifaiError: the round's listing failed (the feed is unchanged: the next round
+            looks again).
+        """
+        result: list[PipelineRun] = await self._enqueue("", feed, due=due, interval=interval, within=within)
+        return result
+
+    async def _enqueue(
+        self, run_id: str, feed: FinishedFeed | None, *, due: float, interval: float, within: float | None
+    ) -> Any:
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = None if within is None else now + max(within, MIN_ATTEMPT_SECONDS)
         if deadline is not None:
             due = min(due, deadline)
-        entry = _Read(run_id, due, EARLY_FRACTION * interval, interval, deadline, now, loop.create_future())
+        entry = _Read(
+            run_id, due, EARLY_FRACTION * interval, interval, deadline, now, loop.create_future(), feed
+        )
         self.pending.append(entry)
         if self._task is None or self._task.done():
             self._task = loop.create_task(
@@ -211,9 +248,23 @@ class RunWatcher:
         TOTALS.rounds += 1
         deadlines = [entry.deadline for entry in reads]
         limit = None if None in deadlines else max(d for d in deadlines if d is not None) - loop.time()
-        run_ids = sorted({entry.run_id for entry in reads})
-        found = await _CountingCalls(self.hook, self).arun(read_states(self.ids, run_ids, limit))
+        run_ids = sorted({entry.run_id for entry in reads if entry.feed is None})
+        feeds = [entry.feed for entry in reads if entry.feed is not None]
+        calls = _CountingCalls(self.hook, self)
+        try:
+            if feeds:
+                found, ended = await calls.arun(feed_round(self.ids, run_ids, feeds, limit))
+            else:
+                found, ended = await calls.arun(read_states(self.ids, run_ids, limit)), {}
+        except ClarifaiError as error:
+            # A feed round's listing failed: every read it served gets the error; the feeds are unchanged.
+            for entry in reads:
+                _settle(entry, error=error)
+            return
         for entry in reads:
+            if entry.feed is not None:
+                _settle(entry, run=ended[id(entry.feed)])
+                continue
             result = found[entry.run_id]
             if isinstance(result, ClarifaiError):
                 _settle(entry, error=result)
@@ -222,11 +273,13 @@ class RunWatcher:
                 self.counts.answered += 1
                 TOTALS.answered += 1
 
-    def _count(self, *, lists: int = 0, gets: int = 0) -> None:
+    def _count(self, *, lists: int = 0, gets: int = 0, sweeps: int = 0) -> None:
         self.counts.lists += lists
         self.counts.gets += gets
+        self.counts.sweeps += sweeps
         TOTALS.lists += lists
         TOTALS.gets += gets
+        TOTALS.sweeps += sweeps
 
 
 def _late(entry: _Read) -> ClarifaiUnavailableError:
@@ -234,13 +287,15 @@ def _late(entry: _Read) -> ClarifaiUnavailableError:
     return ClarifaiUnavailableError(f"No shared read of run {entry.run_id} answered within {waited:.3g} s.")
 
 
-def _settle(entry: _Read, *, run: PipelineRun | None = None, error: BaseException | None = None) -> None:
+def _settle(
+    entry: _Read, *, run: PipelineRun | list[PipelineRun] | None = None, error: BaseException | None = None
+) -> None:
     if entry.answer.done():
         return
     if error is not None:
         entry.answer.set_exception(error)
     else:
-        entry.answer.set_result(run)  # type: ignore[arg-type]
+        entry.answer.set_result(run)
 
 
 async def watcher_for(hook: ClarifaiHook, ids: PipelineVersionIds) -> RunWatcher:
@@ -275,8 +330,8 @@ class _CountingCalls(RunCalls):
         self.watcher = watcher
 
     async def _aperform(self, effect: Effect) -> Any:
-        if isinstance(effect, ListUnfinished):
-            self.watcher._count(lists=1)
+        if isinstance(effect, ListUnfinished | ListFinished):
+            self.watcher._count(lists=1, sweeps=int(isinstance(effect, ListFinished)))
         elif isinstance(effect, ReadEach):
             self.watcher._count(gets=len(effect.run_ids))
         return await super()._aperform(effect)
