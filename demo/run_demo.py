@@ -7,6 +7,8 @@
 3. Triggers the maintenance-window DAG through the REST API: it pauses every queued or running run,
    waits out a short window in the triggerer, and resumes exactly the runs it paused.
 4. Triggers the gating DAG: a deferrable sensor waits for a run to complete, then downstream tasks run.
+   On Airflow 3 that run's completion also starts the event-driven example (an asset watcher running
+   ``ClarifaiPipelineRunEventTrigger``), with the run in its asset event; no task waited for it.
 5. Prints what happened (runs paused and resumed, task states, timings), then stops everything, or,
    with ``--keep``, leaves Airflow and the emulator running and says how to reach and stop them.
 
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from demo.local_airflow import LocalAirflow, free_port
+from demo.local_airflow import LocalAirflow, airflow_major, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "emulator-pat-0123456789"  # the demo scenario's fake token: it opens only the local emulator
@@ -47,6 +49,8 @@ GATED_RUN = "eval-nightly"
 PROGRESS_EVERY = 10
 #: Lines of a log printed when its component failed.
 TAIL_LINES = 25
+#: The example scheduled on a Clarifai run's end (asset watchers exist from Airflow 3).
+EVENT_DRIVEN = ("example_clarifai_on_run_completed",) if airflow_major() >= 3 else ()
 
 
 class DemoFailure(Exception):
@@ -97,6 +101,8 @@ class Demo:
                 "AIRFLOW_CONN_CLARIFAI_DEFAULT": connection,
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
                 "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+                # The event-driven example polls every 2 s here, not every 30 s.
+                "CLARIFAI_EXAMPLE_POLL_SECONDS": "2",
             },
             port=port,
         )
@@ -358,7 +364,7 @@ def wait_for_stop(demo: Demo) -> None:
 def run(demo: Demo, started: float) -> bool:
     airflow = demo.airflow
     demo.start_airflow()
-    for dag_id in ("example_clarifai_maintenance_window", "example_clarifai_gating"):
+    for dag_id in ("example_clarifai_maintenance_window", "example_clarifai_gating", *EVENT_DRIVEN):
         demo.wait_for_dag(dag_id)
     print(f"Airflow is up after {time.monotonic() - started:.0f} s; UI at http://127.0.0.1:{airflow.port}/")
     # The emulator starts once Airflow is up, so the runs' emulated clocks start when the DAGs do.
@@ -412,7 +418,37 @@ def run(demo: Demo, started: float) -> bool:
         raise DemoFailure(f"{dag_id} ended {gating_state}", demo.task_logs(dag_id, gating_run)[-1:])
     if not paused or not exact:
         raise DemoFailure("the maintenance window did not resume exactly the runs it paused")
+    if EVENT_DRIVEN:
+        show_event_driven(demo, GATED_RUN)
     return True
+
+
+def show_event_driven(demo: Demo, run_id: str) -> None:
+    """The run the gating DAG waited for also started the event-driven example, through its asset."""
+    airflow, (dag_id,) = demo.airflow, EVENT_DRIVEN
+
+    def started_by_run() -> str | None:
+        for dag_run in airflow.request("GET", f"/dags/{dag_id}/dagRuns?limit=100")["dag_runs"]:
+            path = f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(dag_run['dag_run_id'])}/upstreamAssetEvents"
+            try:
+                events = airflow.request("GET", path)["asset_events"]
+            except urllib.error.HTTPError:
+                return None  # Airflow 3.3.2 answers 500 while the DAG run is queued without a start date
+            if any(event["extra"].get("payload", {}).get("run_id") == run_id for event in events):
+                return str(dag_run["dag_run_id"])
+        return None
+
+    print(
+        f"\n{run_id} completed, so the asset watcher of {dag_id} started it (no task waited) ...", flush=True
+    )
+    dag_run = demo.wait(f"{dag_id} to start for {run_id}", started_by_run, 120, ["triggerer", "scheduler"])
+    state = demo.wait_for_dag_run(dag_id, dag_run, timeout=120)
+    print_dag_run(airflow, dag_id, dag_run, state, time.monotonic())
+    runs = xcom(airflow, dag_id, dag_run, "report_run") or []
+    for run in runs:
+        print(f"  asset event: run {run['run_id']} {run['state']} at {run['ended_at']}, {run['url']}")
+    if state != "success" or run_id not in [run["run_id"] for run in runs]:
+        raise DemoFailure(f"{dag_id} ended {state}", demo.task_logs(dag_id, dag_run)[-1:])
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
