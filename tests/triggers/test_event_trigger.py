@@ -316,3 +316,45 @@ def test_kwargs_are_primitive_and_stable_and_ids_come_from_config_lock(tmp_path)
     assert kwargs["states"] == ["JOB_COMPLETED", "JOB_FAILED"]
     assert "config_lock_path" not in kwargs
     assert all(isinstance(value, str | int | float | list | type(None)) for value in kwargs.values())
+
+
+@pytest.mark.shared_polls
+@pytest.mark.clarifai_scenario(SCENARIO, rate_limit_per_second=15)
+def test_an_event_trigger_and_deferred_waits_share_one_listing_a_round(
+    clarifai_emulator, clarifai_connection, counts
+):
+    """Everything of a process that polls one version, event triggers and deferred tasks alike."""
+    from airflow_provider_clarifai.triggers.clarifai import ClarifaiPipelineRunTrigger
+
+    emulator = clarifai_emulator
+    waits = [f"wait-{index}" for index in range(10)]
+    for run_id in waits:
+        emulator.add_run(run_id, "JOB_RUNNING", script={"running_seconds": None}, version=VERSION)
+
+    async def scenario() -> list[str]:
+        events = Collector(make(DictStore()).run())
+        deferred = [
+            asyncio.create_task(
+                ClarifaiPipelineRunTrigger(
+                    clarifai_conn_id="clarifai_default", **IDS, run_id=run_id, poll_interval=0.05
+                )
+                .run()
+                .__anext__()
+            )
+            for run_id in waits
+        ]
+        await until(lambda: counts.rounds >= 10, "ten rounds")
+        emulator.clock.advance(150)
+        await until(lambda: len(events.payloads) >= 1, "the run that completed")
+        for task in deferred:
+            task.cancel()
+        await asyncio.gather(*deferred, return_exceptions=True)
+        await events.stop()
+        await close()
+        return events.run_ids()
+
+    assert asyncio.run(scenario()) == ["ends-soon"]
+    # One listing of the unfinished runs a round serves the event trigger's feed and all ten waits.
+    assert counts.lists - counts.sweeps == counts.rounds
+    assert counts.answered >= 7 * counts.rounds  # rounds of their own would make it 5 at most
+    assert not [request for request in emulator.requests if request.code == "CONN_THROTTLED"]
