@@ -1,4 +1,5 @@
-"""Plain data the hook returns: runs, the outcome of a status change, log lines.
+"""Plain data the hook returns: runs, pipelines and their versions, the outcome of a status change, log
+lines.
 
 These are what tasks push to XCom and triggers put in events, so each has ``to_dict()`` returning
 JSON-ready primitives. No protobuf here: the hook converts messages into these.
@@ -88,6 +89,59 @@ class PipelineRun:
             "input_args": dict(self.input_args),
             "nodepool_id": self.nodepool_id,
             "compute_cluster_id": self.compute_cluster_id,
+        }
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    """A pipeline of an app, as ``ClarifaiHook.list_pipelines`` returns it.
+
+    :param user_id: owner of the app.
+    :param app_id: the app that holds the pipeline.
+    :param pipeline_id: the pipeline.
+    :param created_at: when it was created, if reported.
+    """
+
+    user_id: str
+    app_id: str
+    pipeline_id: str
+    created_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the time as an ISO 8601 string)."""
+        return {
+            "user_id": self.user_id,
+            "app_id": self.app_id,
+            "pipeline_id": self.pipeline_id,
+            "created_at": _iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True)
+class PipelineVersionInfo:
+    """A version of a pipeline, as ``ClarifaiHook.list_pipeline_versions`` returns it.
+
+    :param user_id: owner of the app.
+    :param app_id: the app that holds the pipeline.
+    :param pipeline_id: the pipeline.
+    :param pipeline_version_id: the version.
+    :param created_at: when it was created, if reported.
+    """
+
+    user_id: str
+    app_id: str
+    pipeline_id: str
+    pipeline_version_id: str
+    created_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the time as an ISO 8601 string)."""
+        return {
+            "user_id": self.user_id,
+            "app_id": self.app_id,
+            "pipeline_id": self.pipeline_id,
+            "pipeline_version_id": self.pipeline_version_id,
+            "created_at": _iso(self.created_at),
         }
 
 

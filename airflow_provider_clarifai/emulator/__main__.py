@@ -151,6 +151,14 @@ def banner(emulator: ClarifaiEmulator, time_scale: float = 1.0, conn_id: str = "
     for token in scenario.tokens:
         scopes = ", ".join(sorted(token.scopes))
         lines.append(f"  {token.token:<{width}}  user {token.user_id}, scopes {scopes}")
+    nodepools = [
+        f"{user.id}: " + ", ".join(f"{cluster.id}/{nodepool.id}" for nodepool in cluster.nodepools)
+        for user in scenario.users
+        for cluster in user.compute_clusters
+    ]
+    if nodepools:
+        lines.append("nodepools (user: compute_cluster/nodepool):")
+        lines += [f"  {line}" for line in nodepools]
     lines.append("pipeline versions (user/app/pipeline/version) and their runs:")
     for user in scenario.users:
         for app in user.apps:
@@ -161,8 +169,12 @@ def banner(emulator: ClarifaiEmulator, time_scale: float = 1.0, conn_id: str = "
                     lines.append(f"  {'/'.join(ids)}  (a posted run is {posted})")
                     states = {run.id: run.state for run in emulator.backend.runs(*ids)}
                     width = max((len(run_id) for run_id in states), default=0)
+                    state_width = max((len(state) for state in states.values()), default=0)
                     for run in version.runs:
-                        lines.append(f"    {run.id:<{width}}  {states[run.id]}")
+                        line = f"    {run.id:<{width}}  {states[run.id]:<{state_width}}"
+                        if run.nodepool_id:
+                            line += f"  on {run.compute_cluster_id}/{run.nodepool_id}"
+                        lines.append(line.rstrip())
     name, value = emulator.airflow_connection_env(conn_id)
     lines += [
         f"Airflow connection {conn_id!r}:",

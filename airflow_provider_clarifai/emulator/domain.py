@@ -19,8 +19,10 @@ __all__ = [
     "OUTCOME_STATES",
     "TERMINAL_STATES",
     "AppSpec",
+    "ComputeClusterSpec",
     "FaultKind",
     "FaultRule",
+    "NodepoolSpec",
     "PipelineSpec",
     "RunScript",
     "RunSpec",
@@ -47,6 +49,8 @@ IMPLEMENTED_METHODS: tuple[str, ...] = (
     "PatchPipelineVersionRuns",
     "ListLogEntries",
     "GetUser",
+    "ListPipelines",
+    "ListPipelineVersions",
 )
 
 
@@ -87,7 +91,7 @@ OUTCOME_STATES: frozenset[RunState] = frozenset(
 
 
 class Scope(StrEnum):
-    """What a token may do: ``read`` (Get, List, ListLogEntries, GetUser) and ``write`` (Post, Patch)."""
+    """What a token may do: ``read`` (Get, the List RPCs, GetUser) and ``write`` (Post, Patch)."""
 
     READ = "read"
     WRITE = "write"
@@ -260,11 +264,15 @@ class RunSpec:
     :param status: its state at start; it then follows ``script`` (``JOB_QUEUED`` counts down
         ``queued_seconds``, ``JOB_RUNNING`` starts its ``running_seconds`` at start).
     :param script: how it continues.
+    :param compute_cluster_id: the compute cluster of the nodepool it sits on (empty: none).
+    :param nodepool_id: the nodepool it sits on (empty: none).
     """
 
     id: str
     status: RunState = RunState.QUEUED
     script: RunScript = DEFAULT_SCRIPT
+    compute_cluster_id: str = ""
+    nodepool_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -298,11 +306,33 @@ class AppSpec:
 
 
 @dataclass(frozen=True)
+class NodepoolSpec:
+    """A nodepool of a compute cluster."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class ComputeClusterSpec:
+    """A compute cluster and its nodepools."""
+
+    id: str
+    nodepools: tuple[NodepoolSpec, ...] = ()
+
+
+@dataclass(frozen=True)
 class UserSpec:
-    """A user and their apps."""
+    """A user, their apps and their compute clusters.
+
+    :param id: the user id.
+    :param apps: the user's apps.
+    :param compute_clusters: the user's compute clusters; when there are none, any nodepool a request
+        names is accepted for this user (scenarios written before nodepools were declared).
+    """
 
     id: str
     apps: tuple[AppSpec, ...] = ()
+    compute_clusters: tuple[ComputeClusterSpec, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,7 @@ class EmulatorInspection:
         pipeline: str | None = None,
         app: str | None = None,
         user: str | None = None,
+        nodepool: str | None = None,
     ) -> RunSnapshot:
         """Create a run now, in a given state, as a scenario's ``runs`` entry would.
 
@@ -214,15 +215,77 @@ class EmulatorInspection:
         :param pipeline: the pipeline id.
         :param app: the app id.
         :param user: the user id (default: the default token's user).
+        :param nodepool: the nodepool it sits on, ``"<compute_cluster_id>/<nodepool_id>"`` (default: none);
+            a user who declares compute clusters must have it.
         :return: the run.
-        :raises KeyError: if no version matches.
+        :raises KeyError: if no version matches, or the user does not have the nodepool.
         :raises LookupError: if several do.
-        :raises ValueError: if the version has a run of that id already.
+        :raises ValueError: if the version has a run of that id already, or ``nodepool`` is malformed.
         """
         ref = self._one_version(version, pipeline, app, user)
+        cluster_id, nodepool_id = _nodepool_ids(nodepool) if nodepool is not None else ("", "")
         return self.backend.add_run(
-            ref.user_id, ref.app_id, ref.pipeline_id, ref.version_id, run_id, run_state(state), script
+            ref.user_id,
+            ref.app_id,
+            ref.pipeline_id,
+            ref.version_id,
+            run_id,
+            run_state(state),
+            script,
+            compute_cluster_id=cluster_id,
+            nodepool_id=nodepool_id,
         )
+
+    def add_pipeline(self, pipeline: str, *, app: str, user: str | None = None) -> None:
+        """Create a pipeline now, without versions (and its app, if the user has none of that id).
+
+        :param pipeline: the new pipeline's id.
+        :param app: the app id.
+        :param user: the user id (default: the default token's user).
+        :raises KeyError: if the user does not exist.
+        :raises ValueError: if the pipeline exists.
+        """
+        self.backend.add_pipeline(self._one_user(user), app, pipeline)
+
+    def add_version(
+        self,
+        version: str,
+        *,
+        pipeline: str,
+        app: str,
+        user: str | None = None,
+        post_script: RunScript | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Create a pipeline version now, without runs.
+
+        :param version: the new version's id.
+        :param pipeline: the pipeline id (it must exist).
+        :param app: the app id.
+        :param user: the user id (default: the default token's user).
+        :param post_script: how runs posted to it live (default: the default script).
+        :raises KeyError: if the pipeline does not exist.
+        :raises ValueError: if the version exists.
+        """
+        self.backend.add_version(self._one_user(user), app, pipeline, version, post_script)
+
+    def add_nodepool(self, nodepool: str, *, user: str | None = None) -> None:
+        """Declare a nodepool of a user, as the scenario's ``compute_clusters`` would; from then on the
+        user has only the nodepools declared.
+
+        :param nodepool: ``"<compute_cluster_id>/<nodepool_id>"``.
+        :param user: the user id (default: the default token's user).
+        :raises KeyError: if the user does not exist.
+        :raises ValueError: if ``nodepool`` is malformed.
+        """
+        self.backend.add_nodepool(self._one_user(user), *_nodepool_ids(nodepool))
+
+    def nodepools(self, *, user: str | None = None) -> list[str]:
+        """Return a user's declared nodepools.
+
+        :param user: the user id (default: the default token's user).
+        :return: ``"<compute_cluster_id>/<nodepool_id>"`` strings, in the order declared.
+        """
+        return [f"{cluster}/{nodepool}" for cluster, nodepool in self.backend.nodepools(self._one_user(user))]
 
     def set_post_script(
         self,
@@ -282,6 +345,12 @@ class EmulatorInspection:
             return self.scenario.tokens[0].user_id
         return None if user == ANY else user
 
+    def _one_user(self, user: str | None) -> str:
+        user_id = self._user(user)
+        if user_id is None:
+            raise ValueError("name one user here; '*' matches every user")
+        return user_id
+
     def _versions(
         self, version: str | None, pipeline: str | None, app: str | None, user: str | None
     ) -> list[VersionRef]:
@@ -322,6 +391,13 @@ class EmulatorInspection:
                 "name its version (version=, pipeline=, app=, user=)"
             )
         return holding[0]
+
+
+def _nodepool_ids(nodepool: str) -> tuple[str, str]:
+    cluster_id, _, nodepool_id = nodepool.partition("/")
+    if not cluster_id or not nodepool_id or "/" in nodepool_id:
+        raise ValueError(f"nodepool must be '<compute_cluster_id>/<nodepool_id>', got {nodepool!r}")
+    return cluster_id, nodepool_id
 
 
 def _describe(version: str | None, pipeline: str | None, app: str | None, user: str | None) -> str:

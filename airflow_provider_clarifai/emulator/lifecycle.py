@@ -124,7 +124,14 @@ class Run:
         :param now: the current time.
         :return: the run.
         """
-        run = cls(id=spec.id, ref=ref, script=spec.script, created_at=now)
+        run = cls(
+            id=spec.id,
+            ref=ref,
+            script=spec.script,
+            created_at=now,
+            nodepool_id=spec.nodepool_id,
+            compute_cluster_id=spec.compute_cluster_id,
+        )
         if spec.status in _SEEDED_AFTER_START:
             run._enter(RunState.RUNNING, now)
         if spec.status not in (RunState.QUEUED, RunState.RUNNING):

@@ -15,10 +15,19 @@ that live in other modules are re-exported from here, where they have always bee
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
 from collections.abc import Iterable, Sequence
 
+from airflow_provider_clarifai.emulator.catalog import (
+    DEFAULT_RUNS_PER_PAGE,
+    MAX_PER_PAGE,
+    CatalogStore,
+    is_nodepool_listing,
+    page_size,
+    select_page,
+)
 from airflow_provider_clarifai.emulator.clock import Clock
 from airflow_provider_clarifai.emulator.domain import DEFAULT_SCRIPT, Scenario, Scope
 from airflow_provider_clarifai.emulator.errors import (
@@ -34,7 +43,7 @@ from airflow_provider_clarifai.emulator.errors import (
     ApiError,
 )
 from airflow_provider_clarifai.emulator.lifecycle import Run, RunSnapshot, TransitionError, VersionRef
-from airflow_provider_clarifai.emulator.store import RunStore, _newest_first, _Version
+from airflow_provider_clarifai.emulator.store import _Version
 from airflow_provider_clarifai.emulator.traffic import Faults, RateLimiter, RequestLog, RequestRecord
 from airflow_provider_clarifai.emulator.values import (
     LogLine,
@@ -51,8 +60,10 @@ __all__ = [
     "CONN_INSUFFICIENT_SCOPES",
     "CONN_KEY_INVALID",
     "CONN_THROTTLED",
+    "DEFAULT_RUNS_PER_PAGE",
     "INTERNAL_SERVER_ISSUE",
     "LOG_TYPE",
+    "MAX_PER_PAGE",
     "MIXED_STATUS",
     "PATCH_ACTION",
     "PIPELINE_INVALID_REQUEST",
@@ -78,13 +89,12 @@ LOG_TYPE = "pipeline.version.run"
 #: The only Patch action the real service documents for pause, resume and cancel.
 PATCH_ACTION = "overwrite"
 
-DEFAULT_RUNS_PER_PAGE = 128
 DEFAULT_LOGS_PER_PAGE = 32
-MAX_PER_PAGE = 1000
 
 
-class Backend(RunStore):
-    """The emulated service: its state (:class:`~.store.RunStore`) and its rules.
+class Backend(CatalogStore):
+    """The emulated service: its state (:class:`~.store.RunStore`, with the listings of
+    :class:`~.catalog.CatalogStore`) and its rules.
 
     Request methods take ``caller``, the user id returned by :meth:`authorize`, and raise
     :class:`ApiError`. The inspection helpers inherited from the store (``run_status``, ``runs``,
@@ -190,6 +200,7 @@ class Backend(RunStore):
         with self._lock:
             now = self._now()
             ref, version = self._find_version(ref, caller)
+            runs = [self._placed(ref.user_id, run) for run in runs]
             if not runs:
                 raise ApiError(
                     PIPELINE_INVALID_REQUEST,
@@ -249,35 +260,43 @@ class Backend(RunStore):
         nodepool_id: str = "",
         compute_cluster_id: str = "",
     ) -> list[RunSnapshot]:
-        """Answer ListPipelineVersionRuns: newest created first, ties by id.
+        """Answer ListPipelineVersionRuns: newest created first, ties by id. With the app, pipeline and
+        version all empty, it lists the user's runs on one nodepool (:meth:`list_nodepool_runs`).
 
         :param caller: the caller's user id.
-        :param ref: the pipeline version.
+        :param ref: the pipeline version (only the user, for the runs on a nodepool).
         :param page: page number from 1 (0 means 1).
         :param per_page: page size (0 means 128; capped at 1000).
         :param statuses: keep only runs in these states (status code names); empty keeps all.
         :param nodepool_id: keep only runs sent to this nodepool, if set.
         :param compute_cluster_id: keep only runs sent to this compute cluster, if set.
         :return: the page of runs; empty past the last page.
-        :raises ApiError: PIPELINE_INVALID_REQUEST for missing ids, CONN_DOES_NOT_EXIST for unknown ones.
+        :raises ApiError: PIPELINE_INVALID_REQUEST for missing ids; CONN_DOES_NOT_EXIST for unknown ones;
+            COMPUTE_CLUSTER_DOES_NOT_EXIST or NODEPOOL_DOES_NOT_EXIST for a nodepool the user does not have.
         """
-        page = page if page > 0 else 1
-        per_page = _page_size(per_page, DEFAULT_RUNS_PER_PAGE)
-        wanted = set(statuses)
+        if is_nodepool_listing(ref, compute_cluster_id, nodepool_id):
+            return self.list_nodepool_runs(
+                caller,
+                ref.user_id,
+                compute_cluster_id,
+                nodepool_id,
+                page=page,
+                per_page=per_page,
+                statuses=statuses,
+            )
         with self._lock:
             now = self._now()
             ref, version = self._find_version(ref, caller)
-            selected = []
-            for run in _newest_first(version.runs.values(), now):
-                if wanted and str(run.state) not in wanted:
-                    continue
-                if nodepool_id and run.nodepool_id != nodepool_id:
-                    continue
-                if compute_cluster_id and run.compute_cluster_id != compute_cluster_id:
-                    continue
-                selected.append(run)
-            start = (page - 1) * per_page
-            return [run.snapshot(now) for run in selected[start : start + per_page]]
+            self._check_nodepool(ref.user_id, compute_cluster_id, nodepool_id)
+            return select_page(
+                version.runs.values(),
+                now,
+                page=page,
+                per_page=per_page,
+                statuses=statuses,
+                nodepool_id=nodepool_id,
+                compute_cluster_id=compute_cluster_id,
+            )
 
     def patch_runs(
         self, caller: str, ref: VersionRef, action: str, changes: Sequence[RunChange]
@@ -343,7 +362,7 @@ class Backend(RunStore):
                 f"log_type '{log_type}' is not supported by the emulator",
                 f"Use log_type '{LOG_TYPE}'.",
             )
-        per_page = _page_size(per_page, DEFAULT_LOGS_PER_PAGE)
+        per_page = page_size(per_page, DEFAULT_LOGS_PER_PAGE)
         with self._lock:
             now = self._now()
             ref, version = self._find_version(ref, caller, run_id=run_id)
@@ -361,6 +380,15 @@ class Backend(RunStore):
         return LogPage(entries=entries, page=page, per_page=per_page)
 
     # -- internals --------------------------------------------------------------------------------------
+
+    def _placed(self, user_id: str, run: NewRun) -> NewRun:
+        """A posted run whose nodepool the user has; without a cluster id, the cluster that holds it."""
+        self._check_nodepool(user_id, run.compute_cluster_id, run.nodepool_id)
+        if run.nodepool_id and not run.compute_cluster_id:
+            for cluster_id, nodepool_id in self.nodepools(user_id):
+                if nodepool_id == run.nodepool_id:
+                    return dataclasses.replace(run, compute_cluster_id=cluster_id)
+        return run
 
     def _patch_one(
         self, version: _Version, ref: VersionRef, action: str, change: RunChange, seen: set[str], now: float
@@ -404,9 +432,3 @@ def _patch_result(outcomes: tuple[PatchOutcome, ...]) -> PatchResult:
         "Each run's orchestration_status.status tells its outcome: a JOB_* code is the run's new state, "
         "any other code is the reason the run was left unchanged.",
     )
-
-
-def _page_size(per_page: int, default: int) -> int:
-    if per_page <= 0:
-        return default
-    return min(per_page, MAX_PER_PAGE)

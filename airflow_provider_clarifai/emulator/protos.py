@@ -15,7 +15,7 @@ from clarifai_grpc.grpc.api.status import status_code_pb2, status_pb2
 from airflow_provider_clarifai.emulator.domain import RunState
 from airflow_provider_clarifai.emulator.errors import SUCCESS, ApiError
 from airflow_provider_clarifai.emulator.lifecycle import RunSnapshot, VersionRef
-from airflow_provider_clarifai.emulator.values import NewRun
+from airflow_provider_clarifai.emulator.values import NewRun, PipelineRecord, VersionRecord
 
 __all__ = [
     "code",
@@ -23,10 +23,12 @@ __all__ = [
     "error_status",
     "new_run",
     "ok",
+    "pipeline_to_proto",
     "run_to_proto",
     "status",
     "token_from",
     "version_ref",
+    "version_to_proto",
 ]
 
 # started_at, ended_at and total_run_duration appeared in clarifai-grpc 12.0.2; older releases (down to
@@ -163,6 +165,32 @@ def run_to_proto(snapshot: RunSnapshot) -> Any:
         nodepool.compute_cluster.id = snapshot.compute_cluster_id
         nodepool.compute_cluster.user_id = snapshot.user_id
     return run
+
+
+def pipeline_to_proto(record: PipelineRecord) -> Any:
+    """Build the ``Pipeline`` message ListPipelines serves.
+
+    :param record: the pipeline.
+    :return: a ``resources_pb2.Pipeline``.
+    """
+    pipeline = resources_pb2.Pipeline(id=record.pipeline_id, user_id=record.user_id, app_id=record.app_id)
+    _set_time(pipeline.created_at, record.created_at)
+    _set_time(pipeline.modified_at, record.created_at)
+    return pipeline
+
+
+def version_to_proto(record: VersionRecord) -> Any:
+    """Build the ``PipelineVersion`` message ListPipelineVersions serves.
+
+    :param record: the pipeline version.
+    :return: a ``resources_pb2.PipelineVersion``.
+    """
+    version = resources_pb2.PipelineVersion(
+        id=record.version_id, pipeline_id=record.pipeline_id, app_id=record.app_id, user_id=record.user_id
+    )
+    _set_time(version.created_at, record.created_at)
+    _set_time(version.modified_at, record.created_at)
+    return version
 
 
 def new_run(run: Any, runner_selector: Any) -> NewRun:

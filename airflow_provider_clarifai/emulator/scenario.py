@@ -11,7 +11,7 @@ The value types are defined in :mod:`.domain` and importable from here too, as t
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,10 @@ from airflow_provider_clarifai.emulator.domain import (
     OUTCOME_STATES,
     TERMINAL_STATES,
     AppSpec,
+    ComputeClusterSpec,
     FaultKind,
     FaultRule,
+    NodepoolSpec,
     PipelineSpec,
     RunScript,
     RunSpec,
@@ -40,6 +42,14 @@ from airflow_provider_clarifai.emulator.domain import (
     VersionSpec,
     names,
 )
+from airflow_provider_clarifai.emulator.scenario_fields import children as _children
+from airflow_provider_clarifai.emulator.scenario_fields import items as _list
+from airflow_provider_clarifai.emulator.scenario_fields import join as _join
+from airflow_provider_clarifai.emulator.scenario_fields import mapping as _mapping
+from airflow_provider_clarifai.emulator.scenario_fields import number as _number
+from airflow_provider_clarifai.emulator.scenario_fields import optional_number as _optional_number
+from airflow_provider_clarifai.emulator.scenario_fields import state as _state
+from airflow_provider_clarifai.emulator.scenario_fields import text as _text
 
 __all__ = [
     "BUNDLED_SCENARIOS",
@@ -49,8 +59,10 @@ __all__ = [
     "OUTCOME_STATES",
     "TERMINAL_STATES",
     "AppSpec",
+    "ComputeClusterSpec",
     "FaultKind",
     "FaultRule",
+    "NodepoolSpec",
     "PipelineSpec",
     "RunScript",
     "RunSpec",
@@ -310,7 +322,8 @@ def _tokens(root: Mapping[str, Any], user_ids: set[str]) -> tuple[TokenSpec, ...
 
 def _users(root: Mapping[str, Any]) -> tuple[UserSpec, ...]:
     users = []
-    for user_path, user in _children(root, "users", "", ("id", "apps")):
+    for user_path, user in _children(root, "users", "", ("id", "apps", "compute_clusters")):
+        clusters = _compute_clusters(user, user_path)
         apps = []
         for app_path, app in _children(user, "apps", user_path, ("id", "pipelines")):
             pipelines = []
@@ -319,108 +332,65 @@ def _users(root: Mapping[str, Any]) -> tuple[UserSpec, ...]:
                 for version_path, version in _children(
                     pipeline, "versions", pipeline_path, ("id", "post_script", "runs")
                 ):
-                    versions.append(_version(version, version_path))
+                    versions.append(_version(version, version_path, clusters))
                 pipelines.append(
                     PipelineSpec(id=_text(pipeline, "id", pipeline_path), versions=tuple(versions))
                 )
             apps.append(AppSpec(id=_text(app, "id", app_path), pipelines=tuple(pipelines)))
-        users.append(UserSpec(id=_text(user, "id", user_path), apps=tuple(apps)))
+        users.append(UserSpec(id=_text(user, "id", user_path), apps=tuple(apps), compute_clusters=clusters))
     return tuple(users)
 
 
-def _version(version: Mapping[str, Any], path: str) -> VersionSpec:
+def _compute_clusters(user: Mapping[str, Any], path: str) -> tuple[ComputeClusterSpec, ...]:
+    clusters = []
+    for cluster_path, cluster in _children(user, "compute_clusters", path, ("id", "nodepools")):
+        nodepools = []
+        for nodepool_path, nodepool in _children(cluster, "nodepools", cluster_path, ("id",)):
+            nodepools.append(NodepoolSpec(id=_slashless(nodepool, nodepool_path)))
+        clusters.append(ComputeClusterSpec(id=_slashless(cluster, cluster_path), nodepools=tuple(nodepools)))
+    return tuple(clusters)
+
+
+def _slashless(mapping: Mapping[str, Any], path: str) -> str:
+    # A run names its nodepool as "<compute_cluster_id>/<nodepool_id>", so neither id may hold a "/".
+    value = _text(mapping, "id", path)
+    if "/" in value:
+        raise ScenarioError("must not contain '/'", _join(path, "id"))
+    return value
+
+
+def _nodepool(run: Mapping[str, Any], path: str, clusters: tuple[ComputeClusterSpec, ...]) -> tuple[str, str]:
+    """A run's ``nodepool: <compute_cluster_id>/<nodepool_id>``, which its user must declare."""
+    if "nodepool" not in run:
+        return "", ""
+    cluster_id, _, nodepool_id = _text(run, "nodepool", path).partition("/")
+    if not cluster_id or not nodepool_id or "/" in nodepool_id:
+        raise ScenarioError("must be '<compute_cluster_id>/<nodepool_id>'", _join(path, "nodepool"))
+    if not any(
+        cluster.id == cluster_id and any(nodepool.id == nodepool_id for nodepool in cluster.nodepools)
+        for cluster in clusters
+    ):
+        raise ScenarioError(
+            f"no nodepool {nodepool_id!r} in compute cluster {cluster_id!r}; declare it under the user's "
+            "compute_clusters",
+            _join(path, "nodepool"),
+        )
+    return cluster_id, nodepool_id
+
+
+def _version(version: Mapping[str, Any], path: str, clusters: tuple[ComputeClusterSpec, ...]) -> VersionSpec:
     post_script = None
     if version.get("post_script") is not None:
         post_script = parse_run_script(version["post_script"], _join(path, "post_script"))
     runs = []
-    for run_path, run in _children(version, "runs", path, ("id", "status", "script")):
+    for run_path, run in _children(version, "runs", path, ("id", "status", "script", "nodepool")):
         status = RunState.QUEUED
         if "status" in run:
             status = _state(run["status"], _join(run_path, "status"), frozenset(RunState))
         script = DEFAULT_SCRIPT
         if run.get("script") is not None:
             script = parse_run_script(run["script"], _join(run_path, "script"))
-        runs.append(RunSpec(id=_text(run, "id", run_path), status=status, script=script))
+        cluster_id, nodepool_id = _nodepool(run, run_path, clusters)
+        spec = RunSpec(_text(run, "id", run_path), status, script, cluster_id, nodepool_id)
+        runs.append(spec)
     return VersionSpec(id=_text(version, "id", path), post_script=post_script, runs=tuple(runs))
-
-
-def _children(
-    parent: Mapping[str, Any], key: str, path: str, allowed: tuple[str, ...]
-) -> list[tuple[str, Mapping[str, Any]]]:
-    """The mappings listed under ``key``, with their paths; ids must be unique among siblings."""
-    children = []
-    seen: set[str] = set()
-    for index, item in enumerate(_list(parent, key, path)):
-        child_path = f"{_join(path, key)}[{index}]"
-        child = _mapping(item, child_path, allowed=allowed, required=("id",))
-        child_id = _text(child, "id", child_path)
-        if child_id in seen:
-            raise ScenarioError(f"duplicate id {child_id!r}", _join(child_path, "id"))
-        seen.add(child_id)
-        children.append((child_path, child))
-    return children
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _mapping(
-    value: Any, path: str, allowed: Sequence[str], required: Sequence[str] = ()
-) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ScenarioError(f"must be a mapping, got {type(value).__name__}", path)
-    for key in value:
-        if key not in allowed:
-            # Unknown keys are errors: a typo such as "runing_seconds" would otherwise be ignored silently.
-            raise ScenarioError(f"unknown key; allowed keys: {', '.join(allowed)}", _join(path, str(key)))
-    for key in required:
-        if key not in value:
-            raise ScenarioError("is required", _join(path, key))
-    return value
-
-
-def _list(mapping: Mapping[str, Any], key: str, path: str) -> list[Any]:
-    value = mapping.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise ScenarioError(f"must be a list, got {type(value).__name__}", _join(path, key))
-    return value
-
-
-def _text(mapping: Mapping[str, Any], key: str, path: str, default: str | None = None) -> str:
-    if key not in mapping and default is not None:
-        return default
-    value = mapping.get(key)
-    if not isinstance(value, str) or not value:
-        raise ScenarioError("must be a non-empty string (quote numbers)", _join(path, key))
-    return value
-
-
-def _number(mapping: Mapping[str, Any], key: str, path: str, default: float | None = None) -> float:
-    if key not in mapping and default is not None:
-        return default
-    value = mapping.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ScenarioError("must be a number >= 0", _join(path, key))
-    return float(value)
-
-
-def _optional_number(mapping: Mapping[str, Any], key: str, path: str) -> float | None:
-    if mapping.get(key) is None:
-        return None
-    value = mapping[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ScenarioError("must be a number >= 0, or null", _join(path, key))
-    return float(value)
-
-
-def _state(value: Any, path: str, allowed: frozenset[RunState]) -> RunState:
-    try:
-        state = RunState(value)
-    except ValueError:
-        state = None
-    if state is None or state not in allowed:
-        raise ScenarioError(f"must be one of {names(allowed)}, got {value!r}", path)
-    return state

@@ -34,10 +34,12 @@ from airflow_provider_clarifai.emulator.protos import (
     error_status,
     new_run,
     ok,
+    pipeline_to_proto,
     run_to_proto,
     status,
     token_from,
     version_ref,
+    version_to_proto,
 )
 from airflow_provider_clarifai.emulator.traffic import Holds, InFlightGauge
 
@@ -131,6 +133,31 @@ def _get_user(backend: Backend, caller: str, request: Any, req_id: str) -> Any:
     return service_pb2.SingleUserResponse(status=ok(req_id), user=resources_pb2.User(id=user_id))
 
 
+def _list_pipelines(backend: Backend, caller: str, request: Any, req_id: str) -> Any:
+    user_app = request.user_app_id
+    pipelines = backend.list_pipelines(
+        caller, user_app.user_id, user_app.app_id, page=request.page, per_page=request.per_page
+    )
+    return service_pb2.MultiPipelineResponse(
+        status=ok(req_id), pipelines=[pipeline_to_proto(pipeline) for pipeline in pipelines]
+    )
+
+
+def _list_versions(backend: Backend, caller: str, request: Any, req_id: str) -> Any:
+    user_app = request.user_app_id
+    versions = backend.list_versions(
+        caller,
+        user_app.user_id,
+        user_app.app_id,
+        request.pipeline_id,
+        page=request.page,
+        per_page=request.per_page,
+    )
+    return service_pb2.MultiPipelineVersionResponse(
+        status=ok(req_id), pipeline_versions=[version_to_proto(version) for version in versions]
+    )
+
+
 def _named_run(request: Any) -> tuple[str, ...]:
     return (request.pipeline_version_run_id,)
 
@@ -197,6 +224,20 @@ RPCS: dict[str, Rpc] = {
     ),
     "GetUser": Rpc(
         Scope.READ, service_pb2.GetUserRequest, service_pb2.SingleUserResponse, _get_user, _no_runs
+    ),
+    "ListPipelines": Rpc(
+        Scope.READ,
+        service_pb2.ListPipelinesRequest,
+        service_pb2.MultiPipelineResponse,
+        _list_pipelines,
+        _no_runs,
+    ),
+    "ListPipelineVersions": Rpc(
+        Scope.READ,
+        service_pb2.ListPipelineVersionsRequest,
+        service_pb2.MultiPipelineVersionResponse,
+        _list_versions,
+        _no_runs,
     ),
 }
 

@@ -20,7 +20,13 @@ from typing import Any
 
 from airflow_provider_clarifai.emulator.clock import Clock, WallClock
 from airflow_provider_clarifai.emulator.domain import DEFAULT_SCRIPT, RunScript, RunSpec, RunState, Scenario
-from airflow_provider_clarifai.emulator.errors import CONN_DOES_NOT_EXIST, PIPELINE_INVALID_REQUEST, ApiError
+from airflow_provider_clarifai.emulator.errors import (
+    COMPUTE_CLUSTER_DOES_NOT_EXIST,
+    CONN_DOES_NOT_EXIST,
+    NODEPOOL_DOES_NOT_EXIST,
+    PIPELINE_INVALID_REQUEST,
+    ApiError,
+)
 from airflow_provider_clarifai.emulator.lifecycle import Run, RunSnapshot, VersionRef
 
 __all__ = ["RunStore"]
@@ -30,6 +36,7 @@ __all__ = ["RunStore"]
 class _Version:
     post_script: RunScript | None
     runs: dict[str, Run] = field(default_factory=dict)
+    created_at: float = 0.0
 
 
 class RunStore:
@@ -46,18 +53,25 @@ class RunStore:
         self._last_now = -math.inf
         self._users: set[str] = set()
         self._apps: set[tuple[str, str]] = set()
-        self._pipelines: set[tuple[str, str, str]] = set()
+        # Pipelines and versions (in the order they were made) with their creation times.
+        self._pipelines: dict[tuple[str, str, str], float] = {}
         self._versions: dict[VersionRef, _Version] = {}
+        # Each user's declared compute clusters and their nodepools; a user without any accepts any.
+        self._clusters: dict[str, dict[str, list[str]]] = {}
         now = self._now()
         for user in self.scenario.users:
             self._users.add(user.id)
+            self._clusters[user.id] = {
+                cluster.id: [nodepool.id for nodepool in cluster.nodepools]
+                for cluster in user.compute_clusters
+            }
             for app in user.apps:
                 self._apps.add((user.id, app.id))
                 for pipeline in app.pipelines:
-                    self._pipelines.add((user.id, app.id, pipeline.id))
+                    self._pipelines[(user.id, app.id, pipeline.id)] = now
                     for version in pipeline.versions:
                         ref = VersionRef(user.id, app.id, pipeline.id, version.id)
-                        self._versions[ref] = _Version(post_script=version.post_script)
+                        self._versions[ref] = _Version(post_script=version.post_script, created_at=now)
                         for run_spec in version.runs:
                             self._seed(ref, run_spec, now)
 
@@ -194,6 +208,8 @@ class RunStore:
         run_id: str,
         status: RunState | str = RunState.QUEUED,
         script: RunScript | Mapping[str, Any] | None = None,
+        compute_cluster_id: str = "",
+        nodepool_id: str = "",
     ) -> RunSnapshot:
         """Seed a run now, in a given state, as a scenario's ``runs`` entry would.
 
@@ -204,17 +220,21 @@ class RunStore:
         :param run_id: the new run's id.
         :param status: its initial state name.
         :param script: how it continues (default: the default script).
+        :param compute_cluster_id: the compute cluster of the run's nodepool (empty: none).
+        :param nodepool_id: the nodepool the run sits on (empty: none).
         :return: the run.
-        :raises KeyError: if the version does not exist.
+        :raises KeyError: if the version does not exist, or the user declares compute clusters and not
+            this nodepool.
         :raises ValueError: if the run already exists or the status is unknown.
         """
         if isinstance(script, Mapping):
             script = RunScript.from_dict(script, "script")
-        spec = RunSpec(id=run_id, status=RunState(status), script=script or DEFAULT_SCRIPT)
+        spec = RunSpec(run_id, RunState(status), script or DEFAULT_SCRIPT, compute_cluster_id, nodepool_id)
         with self._lock:
             now = self._now()
             with _as_key_error():
                 ref, version = self._find_version(VersionRef(user_id, app_id, pipeline_id, version_id), None)
+                self._check_nodepool(ref.user_id, compute_cluster_id, nodepool_id)
             if run_id in version.runs:
                 raise ValueError(f"run {run_id!r} already exists")
             return self._seed(ref, spec, now).snapshot(now)
@@ -284,20 +304,7 @@ class RunStore:
                 f"missing required ids: {', '.join(missing)}",
                 "Set every id of the pipeline version in the request.",
             )
-        user_id = caller if caller is not None and ref.user_id == "me" else ref.user_id
-        # Another user's resources answer exactly like missing ones, so a token cannot probe for them.
-        if user_id not in self._users or (caller is not None and user_id != caller):
-            raise ApiError(CONN_DOES_NOT_EXIST, f"user '{ref.user_id}' not found", "Check the user id.")
-        if (user_id, ref.app_id) not in self._apps:
-            raise ApiError(
-                CONN_DOES_NOT_EXIST, f"app '{ref.app_id}' not found for user '{user_id}'", "Check the app id."
-            )
-        if (user_id, ref.app_id, ref.pipeline_id) not in self._pipelines:
-            raise ApiError(
-                CONN_DOES_NOT_EXIST,
-                f"pipeline '{ref.pipeline_id}' not found in app '{ref.app_id}'",
-                "Check the pipeline id.",
-            )
+        user_id = self._find_pipeline(ref.user_id, ref.app_id, ref.pipeline_id, caller)
         resolved = VersionRef(user_id, ref.app_id, ref.pipeline_id, ref.version_id)
         version = self._versions.get(resolved)
         if version is None:
@@ -307,6 +314,60 @@ class RunStore:
                 "Check the pipeline version id.",
             )
         return resolved, version
+
+    def _find_user(self, user_id: str, caller: str | None) -> str:
+        """The user id, with "me" replaced by the caller; ``caller=None`` is trusted Python code."""
+        resolved = caller if caller is not None and user_id == "me" else user_id
+        # Another user's resources answer exactly like missing ones, so a token cannot probe for them.
+        if resolved not in self._users or (caller is not None and resolved != caller):
+            raise ApiError(CONN_DOES_NOT_EXIST, f"user '{user_id}' not found", "Check the user id.")
+        return resolved
+
+    def _find_app(self, user_id: str, app_id: str, caller: str | None) -> str:
+        """Check that the app exists; return its user's id ("me" resolved)."""
+        resolved = self._find_user(user_id, caller)
+        if (resolved, app_id) not in self._apps:
+            raise ApiError(
+                CONN_DOES_NOT_EXIST, f"app '{app_id}' not found for user '{resolved}'", "Check the app id."
+            )
+        return resolved
+
+    def _find_pipeline(self, user_id: str, app_id: str, pipeline_id: str, caller: str | None) -> str:
+        """Check that the pipeline exists; return its user's id ("me" resolved)."""
+        resolved = self._find_app(user_id, app_id, caller)
+        if (resolved, app_id, pipeline_id) not in self._pipelines:
+            raise ApiError(
+                CONN_DOES_NOT_EXIST,
+                f"pipeline '{pipeline_id}' not found in app '{app_id}'",
+                "Check the pipeline id.",
+            )
+        return resolved
+
+    def _check_nodepool(self, user_id: str, compute_cluster_id: str, nodepool_id: str) -> None:
+        """Check that a user has the nodepool (or cluster) a request names; empty ids name nothing.
+
+        A user whose scenario declares no compute cluster has any nodepool, as before nodepools were
+        declared. Without a compute cluster id, the nodepool may be in any of the user's clusters.
+        """
+        clusters = self._clusters.get(user_id)
+        if not clusters or not (compute_cluster_id or nodepool_id):
+            return
+        if compute_cluster_id and compute_cluster_id not in clusters:
+            raise ApiError(
+                COMPUTE_CLUSTER_DOES_NOT_EXIST,
+                f"compute cluster '{compute_cluster_id}' not found for user '{user_id}'",
+                "Check the compute cluster id, and that it belongs to this user.",
+            )
+        if not nodepool_id:
+            return
+        candidates = [clusters[compute_cluster_id]] if compute_cluster_id else list(clusters.values())
+        if not any(nodepool_id in nodepools for nodepools in candidates):
+            where = f"compute cluster '{compute_cluster_id}'" if compute_cluster_id else f"user '{user_id}'"
+            raise ApiError(
+                NODEPOOL_DOES_NOT_EXIST,
+                f"nodepool '{nodepool_id}' not found in {where}",
+                "Check the nodepool id and its compute cluster id, and that they belong to this user.",
+            )
 
     @staticmethod
     def _find_run(version: _Version, ref: VersionRef, run_id: str) -> Run:
@@ -321,8 +382,9 @@ class RunStore:
 
 
 def _newest_first(runs: Iterable[Run], now: float) -> list[Run]:
-    """Advance runs to ``now`` and order them as List does: newest created first, ties by id."""
-    ordered = sorted(runs, key=lambda run: run.id)
+    """Advance runs to ``now`` and order them as List does: newest created first, ties by id (then by
+    app, pipeline and version, for the runs on a nodepool)."""
+    ordered = sorted(runs, key=lambda run: (run.id, run.ref.app_id, run.ref.pipeline_id, run.ref.version_id))
     ordered.sort(key=lambda run: run.created_at, reverse=True)
     for run in ordered:
         run.advance(now)

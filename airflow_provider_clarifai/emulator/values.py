@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from airflow_provider_clarifai.emulator.errors import ApiError
 from airflow_provider_clarifai.emulator.lifecycle import RunSnapshot
 
-__all__ = ["LogLine", "LogPage", "NewRun", "PatchOutcome", "PatchResult", "RunChange"]
+__all__ = [
+    "LogLine",
+    "LogPage",
+    "NewRun",
+    "PatchOutcome",
+    "PatchResult",
+    "PipelineRecord",
+    "RunChange",
+    "VersionRecord",
+]
 
 
 @dataclass(frozen=True)
@@ -80,3 +89,24 @@ class PatchResult:
     code: str
     description: str
     details: str = ""
+
+
+@dataclass(frozen=True)
+class PipelineRecord:
+    """A pipeline, as ListPipelines serves it (``created_at`` in seconds since the epoch)."""
+
+    user_id: str
+    app_id: str
+    pipeline_id: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """A pipeline version, as ListPipelineVersions serves it (``created_at`` in seconds since the epoch)."""
+
+    user_id: str
+    app_id: str
+    pipeline_id: str
+    version_id: str
+    created_at: float

@@ -118,12 +118,15 @@ def _timestamp(message: Any, name: str) -> datetime | None:
     return value
 
 
-def run_from_message(message: Any, ids: PipelineVersionIds) -> PipelineRun:
+def run_from_message(message: Any, ids: PipelineVersionIds | None = None) -> PipelineRun:
     """Convert a ``resources_pb2.PipelineVersionRun`` into a :class:`PipelineRun`.
 
+    The run's own ids (``user_id``, ``app_id``, ``pipeline_version``) win; ``ids`` fills what it omits.
+
     :param message: the run message.
-    :param ids: the ids the run was asked for under.
+    :param ids: the ids the run was asked for under; ``None`` for runs listed across versions.
     """
+    version = message.pipeline_version
     status = message.orchestration_status.status
     parameters = message.input_args_override.argo_args_override.parameters
     nodepool = message.nodepools[0] if len(message.nodepools) else None
@@ -137,10 +140,10 @@ def run_from_message(message: Any, ids: PipelineVersionIds) -> PipelineRun:
         status_code=int(status.code),
         status_name=status_code_name(int(status.code)),
         status_description=status.description,
-        user_id=message.user_id or ids.user_id,
-        app_id=message.app_id or ids.app_id,
-        pipeline_id=ids.pipeline_id,
-        pipeline_version_id=ids.pipeline_version_id,
+        user_id=message.user_id or version.user_id or (ids.user_id if ids else ""),
+        app_id=message.app_id or version.app_id or (ids.app_id if ids else ""),
+        pipeline_id=version.pipeline_id or (ids.pipeline_id if ids else ""),
+        pipeline_version_id=version.id or (ids.pipeline_version_id if ids else ""),
         created_at=_timestamp(message, "created_at"),
         modified_at=_timestamp(message, "modified_at"),
         started_at=_timestamp(message, "started_at"),

@@ -7,7 +7,7 @@ module imports ``grpc`` and ``clarifai_grpc`` only inside functions.
 
 Why not ``clarifai_grpc``'s ``V2Stub``: it builds about 400 method callables per stub, and it reads a
 module global that only ``ClarifaiChannel.get_*`` sets (a stub over a plain channel made before any
-such call fails with "'NoneType' object is not callable"). The stub below registers the six RPCs the
+such call fails with "'NoneType' object is not callable"). The stub below registers the eight RPCs the
 provider uses, with clarifai-grpc's own request and response messages, so the wire protocol is the
 same. Channels carry no gRPC-level retry policy: the provider's :class:`RetryPolicy` is the only one,
 so attempts do not multiply.
@@ -62,6 +62,8 @@ _RPCS: dict[str, tuple[str, str]] = {
     "PatchPipelineVersionRuns": ("PatchPipelineVersionRunsRequest", "MultiPipelineVersionRunResponse"),
     "ListLogEntries": ("ListLogEntriesRequest", "MultiLogEntryResponse"),
     "GetUser": ("GetUserRequest", "SingleUserResponse"),
+    "ListPipelines": ("ListPipelinesRequest", "MultiPipelineResponse"),
+    "ListPipelineVersions": ("ListPipelineVersionsRequest", "MultiPipelineVersionResponse"),
 }
 
 

@@ -32,6 +32,7 @@ from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError, Cla
 from airflow_provider_clarifai.get_provider_info import CONN_FIELDS, UI_FIELD_BEHAVIOUR
 from airflow_provider_clarifai.hooks import _connection, _execution
 from airflow_provider_clarifai.hooks import _operations as ops
+from airflow_provider_clarifai.hooks._listing import ClarifaiListingMixin
 from airflow_provider_clarifai.ids import PipelineVersionIds, resolve_pipeline_version_ids
 from airflow_provider_clarifai.retry import SYSTEM_CLOCK, RetryClock, RetryPolicy
 from airflow_provider_clarifai.runs import PipelineRun, RunLogBatch, RunLogCursor, RunStatusChange
@@ -52,7 +53,7 @@ MAX_BATCH_SIZE = 1000
 _CONNECTION_TEST_POLICY = RetryPolicy(max_attempts=2, initial_backoff=0.5, max_elapsed=10.0)
 
 
-class ClarifaiHook(BaseHook):
+class ClarifaiHook(ClarifaiListingMixin, BaseHook):
     """Interact with Clarifai pipeline version runs over gRPC.
 
     Every method has an asyncio twin prefixed with ``a`` (``get_run`` / ``aget_run``). Every call has a

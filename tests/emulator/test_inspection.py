@@ -132,7 +132,7 @@ class TestChanging:
         with pytest.raises(ValueError, match="already exists"):
             emulator.add_run("extra", version="v1")
         emulator.set_post_script({"queued_seconds": 0, "running_seconds": None}, version="v-fails")
-        with pytest.raises(LookupError, match="2 pipeline versions match user='demo-user'"):
+        with pytest.raises(LookupError, match="4 pipeline versions match user='demo-user'"):
             emulator.set_post_script(None)
 
     def test_rate_limit_and_clock(self, emulator: ClarifaiEmulator) -> None:

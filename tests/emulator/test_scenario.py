@@ -242,7 +242,7 @@ def test_no_run_of_the_default_scenario_ends_on_its_own() -> None:
         for version in pipeline.versions
         for run in version.runs
     ]
-    assert len(runs) == 8
+    assert len(runs) == 15
     for run in runs:
         if run.status is RunState.QUEUED:
             assert run.script.queued_seconds is None, run.id

@@ -149,7 +149,7 @@ class TestRpcs:
     def test_post_then_the_run_follows_the_version_script(self, client: Client, clock: ManualClock) -> None:
         run = resources_pb2.PipelineVersionRun(id="my-run")
         run.input_args_override.argo_args_override.parameters.add(name="epochs", value="3")
-        run.nodepools.add(id="np-1").compute_cluster.id = "cc-1"
+        run.nodepools.add(id="gpu-a100").compute_cluster.id = "demo-cluster"
         response = client.post(run)
         assert code_name(response.status.code) == "SUCCESS"
         [posted] = response.pipeline_version_runs
@@ -157,7 +157,10 @@ class TestRpcs:
         assert posted.orchestration_status.status.code == status_code_pb2.JOB_QUEUED
         [parameter] = posted.input_args_override.argo_args_override.parameters
         assert (parameter.name, parameter.value) == ("epochs", "3")
-        assert (posted.nodepools[0].id, posted.nodepools[0].compute_cluster.id) == ("np-1", "cc-1")
+        assert (posted.nodepools[0].id, posted.nodepools[0].compute_cluster.id) == (
+            "gpu-a100",
+            "demo-cluster",
+        )
         created = clock.now()
         clock.advance(2 + 30)  # default scenario's v1 post_script: 2 s queued, 30 s running
         done = client.get("my-run").pipeline_version_run
@@ -170,13 +173,16 @@ class TestRpcs:
     def test_post_takes_the_nodepool_from_the_runner_selector(self, client: Client) -> None:
         selector = resources_pb2.RunnerSelector(
             nodepool=resources_pb2.Nodepool(
-                id="np-9", compute_cluster=resources_pb2.ComputeCluster(id="cc-9")
+                id="cpu-small", compute_cluster=resources_pb2.ComputeCluster(id="demo-cluster")
             )
         )
         response = client.post(resources_pb2.PipelineVersionRun(), runner_selector=selector)
         [posted] = response.pipeline_version_runs
         assert len(posted.id) == 32
-        assert (posted.nodepools[0].id, posted.nodepools[0].compute_cluster.id) == ("np-9", "cc-9")
+        assert (posted.nodepools[0].id, posted.nodepools[0].compute_cluster.id) == (
+            "cpu-small",
+            "demo-cluster",
+        )
 
     def test_post_of_an_existing_id(self, client: Client) -> None:
         response = client.post(resources_pb2.PipelineVersionRun(id="run-running"))

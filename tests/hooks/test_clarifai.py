@@ -323,15 +323,15 @@ def test_post_run_with_overrides_and_nodepool(hook, call, emulator):
         IDS,
         run_id="my-run-1",
         input_args={"learning_rate": "0.01"},
-        nodepool_id="np-1",
-        compute_cluster_id="cc-1",
+        nodepool_id="gpu-a100",
+        compute_cluster_id="demo-cluster",
     )
     assert (run.run_id, run.status, run.input_args) == (
         "my-run-1",
         PipelineRunStatus.QUEUED,
         {"learning_rate": "0.01"},
     )
-    assert (run.nodepool_id, run.compute_cluster_id) == ("np-1", "cc-1")
+    assert (run.nodepool_id, run.compute_cluster_id) == ("gpu-a100", "demo-cluster")
     assert state(emulator, "my-run-1") == "JOB_QUEUED"
 
 
