@@ -16,12 +16,12 @@ with it gRPC) is built on first use inside ``execute``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_provider_clarifai.common import ID_TEMPLATE_FIELDS, ClarifaiTaskMixin, check_state_list
-from airflow_provider_clarifai.effects import LIST_PAGE_SIZE
 from airflow_provider_clarifai.exceptions import (
     ClarifaiBatchError,
     ClarifaiConfigurationError,
@@ -30,25 +30,21 @@ from airflow_provider_clarifai.exceptions import (
 from airflow_provider_clarifai.links.clarifai import ClarifaiPipelineRunLink
 from airflow_provider_clarifai.operators.outcomes import (
     CHANGED_RUN_IDS_XCOM_KEY,
+    CHANGED_RUNS_XCOM_KEY,
     RUN_OUTCOMES_XCOM_KEY,
     RunChangeOutcome,
     _batch_failure_message,
     _format_table,
-    _record_before_change,
     _record_change,
     _RunRecord,
-    record_before,
     record_settling,
     settled_spec,
     where,
 )
-from airflow_provider_clarifai.status import (
-    PipelineRunStatus,
-    RunAction,
-    format_statuses,
-    parse_statuses,
-)
-from airflow_provider_clarifai.validate import quote, seconds
+from airflow_provider_clarifai.operators.targets import Groups
+from airflow_provider_clarifai.scopes import DEFAULT_MAX_RUNS, MAX_RUNS_LIMIT, RunScope
+from airflow_provider_clarifai.status import RunAction, format_statuses
+from airflow_provider_clarifai.validate import optional_seconds, seconds
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context, XComArg
@@ -56,6 +52,7 @@ if TYPE_CHECKING:
     from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
     from airflow_provider_clarifai.ids import PipelineVersionIds
     from airflow_provider_clarifai.retry import RetryPolicy
+    from airflow_provider_clarifai.scopes import ScopeIds
 
 
 class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
@@ -103,12 +100,30 @@ class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
     :param poll_interval: seconds between two reads of the runs while waiting.
     :param on_forbidden: what a run whose state the action is not allowed from does to the task:
         ``"fail"`` (default) or ``"skip"`` (reported as skipped; the task does not fail for it).
+    :param scope: where ``select_statuses`` looks: ``"version"`` (default: the one pipeline version),
+        ``"pipeline"`` (every version of ``pipeline_id``), ``"app"`` (every pipeline of ``app_id``) or
+        ``"nodepool"`` (every run of the user on ``compute_cluster_id``/``nodepool_id``, across apps).
+        Runs are changed per pipeline version, in batches. See ``docs/operators/nodepool-maintenance.rst``.
+    :param compute_cluster_id: the compute cluster of ``scope="nodepool"``. Templated.
+    :param nodepool_id: the nodepool of ``scope="nodepool"``. Templated.
+    :param older_than: with ``select_statuses``, only runs unchanged for at least this many seconds (or
+        a ``timedelta``): "cancel runs QUEUED for more than 2 hours".
+    :param max_runs: the most runs a selection may match (default 1,000, at most 10,000); a selection
+        that matches more is refused before any change.
+    :param dry_run: change nothing: report what would change and why (outcome ``would_change``, with
+        the state it would go to), as a table in the log and the usual records; never fails for a run.
     :param \\*\\*kwargs: passed to ``BaseOperator``.
     """
 
     action: ClassVar[RunAction]
 
-    template_fields: Sequence[str] = (*ID_TEMPLATE_FIELDS, "run_ids", "select_statuses")
+    template_fields: Sequence[str] = (
+        *ID_TEMPLATE_FIELDS,
+        "run_ids",
+        "select_statuses",
+        "compute_cluster_id",
+        "nodepool_id",
+    )
     operator_extra_links = (ClarifaiPipelineRunLink(),)
     ui_color = "#e8f0ff"
 
@@ -129,6 +144,12 @@ class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
         wait_timeout: float = 300,
         poll_interval: float = 5,
         on_forbidden: Literal["fail", "skip"] = "fail",
+        scope: str = "version",
+        compute_cluster_id: str | None = None,
+        nodepool_id: str | None = None,
+        older_than: float | timedelta | None = None,
+        max_runs: int = DEFAULT_MAX_RUNS,
+        dry_run: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -163,6 +184,29 @@ class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
             api_retry_policy=api_retry_policy,
             request_timeout=request_timeout,
         )
+        self.scope = RunScope.parse(scope)
+        if self.scope is not RunScope.VERSION and run_ids is not None:
+            raise ClarifaiConfigurationError(
+                f"{type(self).__name__} (task {self.task_id!r}): scope={scope!r} selects runs by state; give "
+                "select_statuses, not run_ids (given runs are named by their ids, or by records that name "
+                "their pipeline version)."
+            )
+        if isinstance(older_than, timedelta):
+            older_than = older_than.total_seconds()
+        self.older_than = optional_seconds("older_than", older_than)
+        if older_than is not None and run_ids is not None:
+            raise ClarifaiConfigurationError(
+                f"older_than filters a selection: task {self.task_id!r} gives run_ids; use select_statuses."
+            )
+        if isinstance(max_runs, bool) or not isinstance(max_runs, int) or not 1 <= max_runs <= MAX_RUNS_LIMIT:
+            raise ClarifaiConfigurationError(
+                f"max_runs must be a whole number from 1 to {MAX_RUNS_LIMIT:,}, got {max_runs!r}."
+            )
+        if not isinstance(dry_run, bool):
+            raise ClarifaiConfigurationError(f"dry_run must be True or False, got {dry_run!r}.")
+        # Not ``self.dry_run``: that is a method of BaseOperator (``airflow tasks test --dry-run``).
+        self.max_runs, self.is_dry_run = max_runs, dry_run
+        self.compute_cluster_id, self.nodepool_id = compute_cluster_id, nodepool_id
         self.run_ids = run_ids
         self.select_statuses = select_statuses
         self.wait_for_target = wait_for_target
@@ -179,40 +223,76 @@ class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
             was sent.
         :raises ClarifaiBatchError: some runs failed (every run's outcome is in the message).
         """
+        from airflow_provider_clarifai.operators import targets
+
         selecting = self.select_statuses is not None
         # Rendered arguments are checked before anything is read or sent.
-        run_ids = None if selecting else self._rendered_run_ids()
-        statuses = self._rendered_statuses() if selecting else None
+        given = None if selecting else targets.rendered_targets(self.task_id, self.run_ids)
+        statuses = (
+            targets.rendered_statuses(self.task_id, self.action, self.select_statuses) if selecting else None
+        )
         hook = self.hook
         try:
-            ids = self.resolve_ids()
-            if run_ids is not None:
-                records = self._read_before(hook, ids, run_ids)
+            if given is not None:
+                groups = targets.given_groups(hook, self.action, given, self.resolve_ids, self.on_forbidden)
             else:
-                records = [
-                    _record_before_change(self.action, run.run_id, run.status_name, self.on_forbidden)
-                    for run in hook.list_runs(ids, statuses=statuses, per_page=LIST_PAGE_SIZE)
-                ]
-            self.persist_run_link(context, ids, records[0].run_id if len(records) == 1 else None)
+                groups = targets.selected_groups(
+                    hook,
+                    self.action,
+                    self._scope_ids(),
+                    statuses,  # type: ignore[arg-type]
+                    older_than=self.older_than,
+                    max_runs=self.max_runs,
+                    on_forbidden=self.on_forbidden,
+                )
+            records = [record for group in groups.values() for record in group]
+            if len(groups) == 1:
+                (ids,) = groups
+                self.persist_run_link(context, ids, records[0].run_id if len(records) == 1 else None)
             if not records:
                 self.log.info(
                     "Nothing to %s: %s.",
                     self.action.value,
-                    f"no run of {where(ids)} is in {format_statuses(statuses)}"
+                    f"no run in {format_statuses(statuses)} in {self._scope_ids().describe()}"
+                    + (f" unchanged for {self.older_than:g} s" if self.older_than else "")
                     if statuses is not None
                     else "run_ids is empty (for example, an upstream task changed no runs)",
                 )
+            elif self.is_dry_run:
+                targets.preview(self.action, groups)
             else:
-                self._change(hook, ids, records)
-            context["ti"].xcom_push(
-                key=CHANGED_RUN_IDS_XCOM_KEY,
-                value=[record.run_id for record in records if record.outcome is RunChangeOutcome.CHANGED],
-            )
-            if self.wait_for_target:
-                self._wait_until_settled(hook, ids, records)
+                for ids, group in groups.items():
+                    self._change(hook, ids, group)
+            changed = [record for record in records if record.outcome is RunChangeOutcome.CHANGED]
+            context["ti"].xcom_push(key=CHANGED_RUN_IDS_XCOM_KEY, value=[r.run_id for r in changed])
+            context["ti"].xcom_push(key=CHANGED_RUNS_XCOM_KEY, value=[r.to_dict() for r in changed])
+            if self.wait_for_target and changed:
+                self._wait_until_settled(hook, groups)
         finally:
             hook.close()
-        return self._report(context, ids, records)
+        return self._report(context, groups)
+
+    def _scope_ids(self) -> ScopeIds:
+        from airflow_provider_clarifai.scopes import resolve_scope
+
+        settings = self.hook.get_settings()
+        given = {
+            "user_id": self.user_id,
+            "app_id": self.app_id,
+            "pipeline_id": self.pipeline_id,
+            "pipeline_version_id": self.pipeline_version_id,
+            "compute_cluster_id": self.compute_cluster_id,
+            "nodepool_id": self.nodepool_id,
+        }
+        return resolve_scope(
+            self.scope,
+            given,
+            config_lock_path=self.config_lock_path,
+            base_dir=self._dag_folder(),
+            default_user_id=settings.default_user_id,
+            default_app_id=settings.default_app_id,
+            conn_id=self.clarifai_conn_id,
+        )
 
     def _change(self, hook: ClarifaiHook, ids: PipelineVersionIds, records: list[_RunRecord]) -> None:
         """Send one (batched) request for the runs judged changeable and record what became of each."""
@@ -239,106 +319,43 @@ class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
             else:
                 _record_change(record, change, self.action)
 
-    def _report(
-        self, context: Context, ids: PipelineVersionIds, records: list[_RunRecord]
-    ) -> list[dict[str, Any]]:
-        """Log every run, then return the records or, if any run failed, push them and raise."""
-        if records:
-            self.log.info("%s of %s:\n%s", self.action.value.capitalize(), where(ids), _format_table(records))
+    def _report(self, context: Context, groups: Groups) -> list[dict[str, Any]]:
+        """Log every run (one table per version), then return the records or push them and raise."""
+        records = [record for group in groups.values() for record in group]
+        title = f"{self.action.value.capitalize()}{' (dry run: nothing was sent)' if self.is_dry_run else ''}"
+        for ids, group in groups.items():
+            if group:
+                self.log.info("%s of %s:\n%s", title, where(ids), _format_table(group))
         for record in records:
             if record.outcome is RunChangeOutcome.ALREADY_IN_TARGET:
                 self.log.info("Run %s: %s.", record.run_id, record.message)
         result = [record.to_dict() for record in records]
-        if any(record.outcome is not None and record.outcome.is_failure for record in records):
+        failing = [r for r in records if r.outcome is not None and r.outcome.is_failure]
+        if failing and self.is_dry_run:
+            self.log.warning("The real run would fail for %d run(s): see the table.", len(failing))
+        elif failing:
             context["ti"].xcom_push(key=RUN_OUTCOMES_XCOM_KEY, value=result)
             raise ClarifaiBatchError(
                 _batch_failure_message(self.action, records, wait_timeout=self.wait_timeout)
             )
         return result
 
-    def _rendered_run_ids(self) -> list[str]:
-        """The rendered ``run_ids`` as a checked list (possibly empty)."""
-        from airflow_provider_clarifai.ids import validate_run_ids
-
-        value: Any = self.run_ids
-        if value is None:
-            raise ClarifaiConfigurationError(
-                f"run_ids of task {self.task_id!r} rendered to None (did the upstream task push the XCom "
-                "you pass?). Pass one run id, a list of run ids, or an XComArg that resolves to them."
-            )
-        if isinstance(value, list | tuple) and any(isinstance(item, Mapping) for item in value):
-            value = [self._run_id_of_record(index, item) for index, item in enumerate(value)]
-        if isinstance(value, list | tuple) and not value:
-            return []
-        try:
-            return validate_run_ids(value)
-        except ClarifaiConfigurationError as err:
-            raise ClarifaiConfigurationError(
-                f"Invalid run_ids for task {self.task_id!r} (rendered value {quote(value)}): {err}"
-            ) from None
-
-    def _run_id_of_record(self, index: int, item: object) -> str:
-        if isinstance(item, Mapping) and isinstance(item.get("run_id"), str):
-            return str(item["run_id"])
-        raise ClarifaiConfigurationError(
-            f"run_ids[{index}] of task {self.task_id!r} is {quote(item)}: a list given to run_ids holds "
-            "either run id strings or the records a pause, resume or cancel task returns (dicts with a "
-            "'run_id'), not a mix or other values."
-        )
-
-    def _rendered_statuses(self) -> frozenset[PipelineRunStatus]:
-        """The rendered ``select_statuses``, parsed and checked against the action."""
-        value: Any = self.select_statuses
-        example = f"for example {[status.name for status in PipelineRunStatus if self.action.allows(status)]}"
-        if not isinstance(value, str | list | tuple | set | frozenset) or not value:
-            raise ClarifaiConfigurationError(
-                f"select_statuses of task {self.task_id!r} must be a non-empty list of state names "
-                f"({example}), got {quote(value)}."
-            )
-        try:
-            statuses = parse_statuses(value)
-        except ValueError as err:
-            raise ClarifaiConfigurationError(
-                f"Invalid select_statuses for task {self.task_id!r}: {err}. Write a list of state names, "
-                f"{example}."
-            ) from None
-        pointless = statuses - self.action.allowed_from - {self.action.target_status}
-        if pointless:
-            raise ClarifaiConfigurationError(
-                f"select_statuses of task {self.task_id!r} selects {format_statuses(pointless)}, but "
-                f"{self.action.describe_allowed()}. Select only states the action can apply to, {example}."
-            )
-        return statuses
-
-    def _read_before(
-        self, hook: ClarifaiHook, ids: PipelineVersionIds, run_ids: list[str]
-    ) -> list[_RunRecord]:
-        """Each run's state before the change, read at the fewest requests (a listing for many runs)."""
-        from airflow_provider_clarifai.effects import RunCalls
-        from airflow_provider_clarifai.waiter import read_states
-
-        states = RunCalls(hook).run(read_states(ids, run_ids, None)) if run_ids else {}
-        return [
-            record_before(self.action, ids, run_id, states[run_id], self.on_forbidden) for run_id in run_ids
-        ]
-
-    def _wait_until_settled(
-        self, hook: ClarifaiHook, ids: PipelineVersionIds, records: list[_RunRecord]
-    ) -> None:
+    def _wait_until_settled(self, hook: ClarifaiHook, groups: Groups) -> None:
         """Wait (with the one waiter) until each changed run has settled, or mark it timed out.
 
         :param hook: the hook.
-        :param ids: the pipeline version.
-        :param records: every run's record; only the changed ones are waited on.
+        :param groups: every run's record, per pipeline version; only the changed ones are waited on.
         """
         from airflow_provider_clarifai.effects import RunCalls
         from airflow_provider_clarifai.waiter import LogMode, RunWaiter, wait_all
 
         settled = settled_spec(self.action)
-        changed = [r.run_id for r in records if r.outcome is RunChangeOutcome.CHANGED]
+        records = [record for group in groups.values() for record in group]
         waiters = [
-            RunWaiter(ids, run_id, settled, log=self.log, now=hook.clock.now, logs=LogMode.NONE)
-            for run_id in changed
+            RunWaiter(ids, r.run_id, settled, log=self.log, now=hook.clock.now, logs=LogMode.NONE)
+            for ids, group in groups.items()
+            for r in group
+            if r.outcome is RunChangeOutcome.CHANGED
         ]
 
         def note(going: list[RunWaiter]) -> None:

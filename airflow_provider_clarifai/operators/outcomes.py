@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 CHANGED_RUN_IDS_XCOM_KEY = "changed_run_ids"
 #: XCom key of every run's record, pushed when the task fails (on success they are the return value).
 RUN_OUTCOMES_XCOM_KEY = "run_outcomes"
+#: XCom key of the records of the runs a task changed, each naming its pipeline version: what a resume
+#: takes to act on exactly the runs a pause of several versions paused.
+CHANGED_RUNS_XCOM_KEY = "changed_runs"
 
 _PAST_TENSE = {RunAction.PAUSE: "paused", RunAction.RESUME: "resumed", RunAction.CANCEL: "cancelled"}
 
@@ -49,6 +52,8 @@ class RunChangeOutcome(StrEnum):
     FAILED = "failed"
     #: The change was applied, but the run had not settled within ``wait_timeout``. Fails the task.
     TIMED_OUT = "timed_out"
+    #: ``dry_run=True``: the change would be sent for this run; nothing was sent.
+    WOULD_CHANGE = "would_change"
 
     @property
     def is_failure(self) -> bool:
@@ -93,10 +98,13 @@ class _RunRecord:
     state_after: str | None = None
     outcome: RunChangeOutcome | None = None
     message: str = ""
+    #: The run's pipeline version; named in the XCom record when known.
+    ids: PipelineVersionIds | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
+            **(self.ids.as_dict() if self.ids is not None else {}),
             "state_before": self.state_before,
             "state_after": self.state_after,
             "outcome": self.outcome.value if self.outcome is not None else None,

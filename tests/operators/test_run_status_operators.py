@@ -22,6 +22,8 @@ from airflow_provider_clarifai.operators.clarifai import (
     ClarifaiPausePipelineRunOperator,
     ClarifaiPipelineRunStatusOperator,
     ClarifaiResumePipelineRunOperator,
+)
+from airflow_provider_clarifai.operators.outcomes import (
     RunChangeOutcome,
     _batch_failure_message,
     _record_before_change,
@@ -249,6 +251,8 @@ def test_operators_declare_their_action_templates_and_link():
         "config_lock_path",
         "run_ids",
         "select_statuses",
+        "compute_cluster_id",
+        "nodepool_id",
     }
     assert [type(link).__name__ for link in op.operator_extra_links] == ["ClarifaiPipelineRunLink"]
     assert "hook" not in vars(op)  # Built lazily, in execute.
@@ -443,6 +447,11 @@ with DAG("by_id", schedule=None, default_args=DEFAULTS, params=PARAMS) as dag:
     assert result.xcom("pause_one") == [
         {
             "run_id": "one-running",
+            # Each record names its pipeline version: a resume given records acts on exactly those runs.
+            "user_id": "demo-user",
+            "app_id": "pipelines-app",
+            "pipeline_id": "nightly-training",
+            "pipeline_version_id": "v1",
             "state_before": "JOB_RUNNING",
             "state_after": "JOB_PAUSED",
             "outcome": "changed",

@@ -220,12 +220,19 @@ def built(monkeypatch) -> dict[str, list[Any]]:
     return made
 
 
+#: Started by asset events, which dag.test cannot make: tests/e2e/test_event_driven.py runs it in a real
+#: Airflow and scans that installation for the token.
+EVENT_DRIVEN = {"example_clarifai_on_run_completed"}
+
+
 def example_dag_ids() -> dict[str, Path]:
     """Every DAG defined in example_dags/*.py, by id: a new example is scanned without a change here."""
     import importlib.util
 
     found: dict[str, Path] = {}
     for path in sorted(EXAMPLE_DAGS.glob("*.py")):
+        if path.stem in EVENT_DRIVEN:
+            continue
         spec = importlib.util.spec_from_file_location(f"clarifai_secrets_scan_{path.stem}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
