@@ -7,7 +7,7 @@ every parse. The hook is built on first use, inside ``execute``.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from airflow_provider_clarifai.hooks.clarifai import ClarifaiHook
     from airflow_provider_clarifai.ids import PipelineVersionIds
     from airflow_provider_clarifai.retry import RetryPolicy
+    from airflow_provider_clarifai.runs import RunStatusChange
 
 #: Templated on every operator and the sensor.
 ID_TEMPLATE_FIELDS: tuple[str, ...] = (
@@ -145,6 +146,29 @@ class ClarifaiTaskMixin:
 
         return RunCalls(self.hook).run(cancel_steps(ids, run_id, why, self.log))
 
+    def cancel_runs(self, ids: PipelineVersionIds, run_ids: list[str], why: str) -> list[str]:
+        """Cancel several runs in batches on the task's behalf; a failure to cancel is logged, never raised.
+
+        The cancel gets :data:`~airflow_provider_clarifai.waiting.WRAP_UP_SECONDS` in all, retries
+        included.
+
+        :param ids: the pipeline version.
+        :param run_ids: the runs.
+        :param why: the reason, for the log.
+        :returns: the runs cancelled.
+        """
+        from airflow_provider_clarifai.exceptions import ClarifaiError
+        from airflow_provider_clarifai.status import RunAction
+        from airflow_provider_clarifai.waiting import WRAP_UP_SECONDS
+
+        try:
+            with self.hook.time_limit(WRAP_UP_SECONDS):
+                changes = self.hook.set_runs_status(ids, run_ids, RunAction.CANCEL)
+        except ClarifaiError as error:
+            self.log.error("Could not cancel %d run(s) after %s: %s", len(run_ids), why, error)
+            return []
+        return note_cancels(self.log, changes, why)
+
     def persist_run_link(self, context: Any, ids: PipelineVersionIds, run_id: str | None = None) -> str:
         """Store the UI link of the run (or of the version's runs, without ``run_id``) for the task.
 
@@ -170,3 +194,81 @@ class ClarifaiTaskMixin:
             self.log.info("%s in the Clarifai web UI: %s", what, url)
         logged.add(url)
         return url
+
+
+def rendered_run_ids(value: Any, *, name: str, task_id: str, allow_empty: bool) -> list[str]:
+    """A rendered ``run_ids`` argument as a checked list of run ids, in the order given.
+
+    Takes one id, a list (or other sequence, such as a mapped task's XCom) of ids, or a list of the
+    records the pause, resume and cancel operators return (dicts with a ``"run_id"``). Each id is checked
+    with :func:`~airflow_provider_clarifai.ids.validate_run_ids`, repeats refused.
+
+    :param value: the rendered value.
+    :param name: the argument's name, for messages.
+    :param task_id: the task, for messages.
+    :param allow_empty: return ``[]`` for an empty list; else an empty list is an error.
+    :raises ClarifaiConfigurationError: the value is none of those, or an id is invalid or repeated.
+    """
+    from collections.abc import Sequence
+
+    from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
+    from airflow_provider_clarifai.ids import validate_run_ids
+    from airflow_provider_clarifai.validate import quote
+
+    if value is None:
+        raise ClarifaiConfigurationError(
+            f"{name} of task {task_id!r} rendered to None (did the upstream task push the XCom you pass?). "
+            "Pass one run id, a list of run ids, or an XComArg that resolves to them."
+        )
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes | list | tuple):
+        value = list(value)  # a mapped task's XCom: a lazy sequence
+    if isinstance(value, list | tuple) and any(isinstance(item, Mapping) for item in value):
+        value = [_run_id_of_record(name, task_id, index, item) for index, item in enumerate(value)]
+    if isinstance(value, list | tuple) and not value:
+        if allow_empty:
+            return []
+        raise ClarifaiConfigurationError(
+            f"{name} of task {task_id!r} is an empty list: there is no run to wait for (did the upstream "
+            "task start or select no run?). Pass at least one run id."
+        )
+    try:
+        return validate_run_ids(value)
+    except ClarifaiConfigurationError as err:
+        raise ClarifaiConfigurationError(
+            f"Invalid {name} for task {task_id!r} (rendered value {quote(value)}): {err}"
+        ) from None
+
+
+def _run_id_of_record(name: str, task_id: str, index: int, item: object) -> str:
+    if isinstance(item, Mapping) and isinstance(item.get("run_id"), str):
+        return str(item["run_id"])
+    from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError
+    from airflow_provider_clarifai.validate import quote
+
+    raise ClarifaiConfigurationError(
+        f"{name}[{index}] of task {task_id!r} is {quote(item)}: a list given to {name} holds either run "
+        "id strings or the records a pause, resume or cancel task returns (dicts with a 'run_id'), not a "
+        "mix or other values."
+    )
+
+
+def note_cancels(log: Any, changes: Iterable[RunStatusChange], why: str) -> list[str]:
+    """Log what became of the runs a task or trigger cancelled in one batch; return those cancelled.
+
+    :param log: the task's or trigger's logger.
+    :param changes: the hook's answer, one change per run.
+    :param why: the reason, for the log.
+    """
+    changes = list(changes)
+    applied = [change.run_id for change in changes if change.applied]
+    refused = [change for change in changes if not change.applied]
+    if applied:
+        log.info("Cancelled %d run(s) because %s: %s.", len(applied), why, ", ".join(applied))
+    if refused:
+        log.warning(
+            "%d run(s) were not cancelled after %s: %s.",
+            len(refused),
+            why,
+            "; ".join(f"{c.run_id} (now {c.status_after}: {c.error_description})" for c in refused[:20]),
+        )
+    return applied

@@ -12,7 +12,9 @@ drives the same machine (the effects and :class:`~airflow_provider_clarifai.effe
 - the sensor's poke and reschedule modes run one :meth:`RunWaiter.look` per poke;
 - the sensor's first look before it defers is a :meth:`RunWaiter.look` too;
 - the run operator's polling runs :meth:`RunWaiter.wait` with blocking calls;
-- the trigger runs :meth:`RunWaiter.wait` with asyncio calls.
+- the trigger runs :meth:`RunWaiter.wait` with asyncio calls;
+- a wait for several runs keeps one waiter per run: :func:`look_all` reads them together, and
+  :func:`conclude` turns what :func:`~airflow_provider_clarifai.waiting.decide` decided into the event.
 
 Which logs an outcome carries is decided here, once, for every mode (see :class:`LogMode`): a failure
 carries the run's last :data:`~airflow_provider_clarifai.waiting.LOG_TAIL_LINES` log lines; a success or
@@ -23,7 +25,7 @@ is not read at all then: one request fewer per run).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +45,14 @@ from airflow_provider_clarifai.waiting import (
     LOG_TAIL_LINES,
     WRAP_UP_SECONDS,
     EventStatus,
+    Require,
+    RunsWaitEvent,
     RunWaitEvent,
     RunWaitSpec,
     Verdict,
     failure_message,
     time_left,
+    with_log_tail,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +61,8 @@ if TYPE_CHECKING:
 #: Up to this many runs, :func:`read_states` reads each run; above, it lists the version's unfinished
 #: runs (one request per 1,000) and reads only those not listed.
 GET_EACH_UP_TO = 3
+#: A wait for several runs reads the logs of at most this many of the runs that decided its outcome.
+LOGGED_RUNS = 5
 
 
 class LogMode(StrEnum):
@@ -308,6 +315,27 @@ def read_states(
     return found
 
 
+def look_all(waiters: Sequence[RunWaiter]) -> Steps[dict[str, RunWaitEvent]]:
+    """Look at several runs once: their states read together with :func:`read_states` (one listing per
+    pipeline version when there are many, each request cut to the time the waiters' deadline has left),
+    then each waiter judges its own run.
+
+    :param waiters: one waiter per run.
+    :returns: the event of every run that ended, by run id.
+    """
+    by_version: dict[PipelineVersionIds, list[RunWaiter]] = {}
+    for waiter in waiters:
+        by_version.setdefault(waiter.ids, []).append(waiter)
+    events: dict[str, RunWaitEvent] = {}
+    for ids, group in by_version.items():
+        answers = yield from read_states(ids, [w.run_id for w in group], group[0].time_left())
+        for waiter in group:
+            event = yield from waiter.look(answers[waiter.run_id])
+            if event is not None:
+                events[waiter.run_id] = event
+    return events
+
+
 def wait_all(
     waiters: Iterable[RunWaiter],
     *,
@@ -316,12 +344,9 @@ def wait_all(
     now: Callable[[], float],
     on_round: Callable[[list[RunWaiter]], None] | None = None,
 ) -> Steps[dict[str, RunWaitEvent]]:
-    """Look at several runs in rounds until each has ended or the shared deadline passes.
-
-    Each round reads the runs still going with :func:`read_states` (one listing per pipeline version
-    when there are many, each request cut to the time left) and lets each waiter look at its run, then
-    sleeps the poll interval (cut to the deadline). No timeout event is made and nothing is cancelled:
-    the caller decides what a run still going at the deadline means.
+    """Look at several runs in rounds (:func:`look_all`, then a sleep of the poll interval cut to the
+    deadline) until each has ended or the shared deadline passes. No timeout event is made and nothing
+    is cancelled: the caller decides what a run still going at the deadline means.
 
     :param waiters: one waiter per run.
     :param deadline: UNIX seconds shared by all runs.
@@ -333,20 +358,11 @@ def wait_all(
     events: dict[str, RunWaitEvent] = {}
     pending = list(waiters)
     while pending:
-        by_version: dict[PipelineVersionIds, list[RunWaiter]] = {}
         for waiter in pending:
             waiter.deadline = deadline
-            by_version.setdefault(waiter.ids, []).append(waiter)
-        going = []
-        for ids, group in by_version.items():
-            answers = yield from read_states(ids, [w.run_id for w in group], time_left(deadline, now()))
-            for waiter in group:
-                event = yield from waiter.look(answers[waiter.run_id])
-                if event is None:
-                    going.append(waiter)
-                else:
-                    events[waiter.run_id] = event
-        pending = going
+        ended = yield from look_all(pending)
+        events.update(ended)
+        pending = [waiter for waiter in pending if waiter.run_id not in ended]
         remaining = deadline - now()
         if not pending or remaining <= 0:
             break
@@ -354,3 +370,84 @@ def wait_all(
             on_round(pending)
         yield Sleep(min(poll_interval, remaining))
     return events
+
+
+def conclude(
+    waiters: Sequence[RunWaiter],
+    require: Require,
+    events: Mapping[str, RunWaitEvent],
+    decision: tuple[EventStatus, list[str]],
+    *,
+    stream_logs: bool,
+    cancelled: Sequence[str] = (),
+) -> Steps[RunsWaitEvent]:
+    """The one event of a wait for several runs of one pipeline version, once ``decide`` decided it.
+
+    Only now are logs read: those of at most :data:`LOGGED_RUNS` runs that decided the outcome, in one
+    wrap-up budget. A failure carries their last lines; with ``stream_logs`` they are also logged.
+
+    :param waiters: one waiter per run, in the order given.
+    :param require: ``all`` or ``any``.
+    :param events: the runs' events, by run id.
+    :param decision: what :func:`~airflow_provider_clarifai.waiting.decide` returned.
+    :param stream_logs: write the deciding runs' log lines to the log.
+    :param cancelled: the runs cancelled after a timeout.
+    """
+    status, decided_by = decision
+    first, by_id = waiters[0], {waiter.run_id: waiter for waiter in waiters}
+    failures: list[str] = []
+    if status is EventStatus.FAILURE or (status is EventStatus.SUCCESS and stream_logs):
+        wrap_up_ends = first.now() + WRAP_UP_SECONDS
+        for run_id in decided_by[:LOGGED_RUNS]:
+            left, waiter = wrap_up_ends - first.now(), by_id[run_id]
+            if left <= 0:
+                break
+            yield from waiter._read_logs(left, echo=stream_logs)
+            if status is EventStatus.FAILURE:
+                failures.append(with_log_tail(events[run_id].message, waiter.tail))
+    ids, error = first.ids, events[decided_by[0]].message if status is EventStatus.ERROR else ""
+    where = f"{len(waiters)} runs of {ids.user_id}/{ids.app_id}/{ids.pipeline_id}/{ids.pipeline_version_id}"
+    template = _HEADS.get(f"{status}/{require}") or _HEADS[status]
+    head = template.format(where=where, runs=_named(decided_by), require=require.value, error=error)
+    head += f" Cancelled: {_named(cancelled)}." if cancelled else ""
+    by_state: dict[str, list[str]] = {}
+    for waiter in waiters:
+        by_state.setdefault(waiter.last_state or "not read", []).append(waiter.run_id)
+    states = "; ".join(f"{state}: {_named(run_ids)}" for state, run_ids in by_state.items())
+    return RunsWaitEvent(
+        status=status,
+        require=require,
+        message="\n".join([head, f"States: {states}.", *failures]),
+        runs=[_entry(waiter, events.get(waiter.run_id)) for waiter in waiters],
+        decided_by=list(decided_by),
+        cancelled=list(cancelled),
+        error_class=events[decided_by[0]].error_class if status is EventStatus.ERROR else None,
+    )
+
+
+#: A message about several runs names at most this many runs in a list.
+NAMED_RUNS = 10
+_HEADS = {
+    "success/all": "All {where} succeeded (require='{require}').",
+    "success/any": "{where}: {runs} succeeded (require='{require}').",
+    "failure/all": "{where}: {runs} failed (require='{require}').",
+    "failure/any": "None of the {where} succeeded (require='{require}').",
+    "timeout": "{where}: {runs} did not finish in time (require='{require}').",
+    "error": "Cannot wait for run {runs} of the {where}: {error}",
+}
+
+
+def _named(run_ids: Sequence[str]) -> str:
+    more = f" and {len(run_ids) - NAMED_RUNS:,} more" if len(run_ids) > NAMED_RUNS else ""
+    return ", ".join(run_ids[:NAMED_RUNS]) + more
+
+
+_OUTCOMES = {EventStatus.SUCCESS: "success", EventStatus.FAILURE: "failure", EventStatus.ERROR: "error"}
+_ENTRY_KEYS = ("status_description", "started_at", "ended_at", "total_run_duration_seconds")
+
+
+def _entry(waiter: RunWaiter, event: RunWaitEvent | None) -> dict[str, Any]:
+    summary = waiter.last_run.to_dict() if waiter.last_run is not None else {}
+    outcome = _OUTCOMES.get(event.status, "waiting") if event is not None else "waiting"
+    entry = {"run_id": waiter.run_id, "status": summary.get("status"), "outcome": outcome}
+    return entry | {key: summary.get(key) for key in _ENTRY_KEYS}

@@ -2,13 +2,14 @@
 
 The sensor (poke, reschedule, deferrable), the run operator (polling or deferrable) and the trigger all
 judge a run with :class:`RunWaitSpec` and speak :class:`RunWaitEvent`, so the three sensor modes and
-the operator agree on every run history. Anything unexpected (an unknown state code, a malformed event)
-is a failure: never a success by default.
+the operator agree on every run history. A wait for several runs adds :class:`Require` (all or any),
+:func:`decide` and :class:`RunsWaitEvent`. Anything unexpected (an unknown state code, a malformed
+event) is a failure: never a success by default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -234,12 +235,159 @@ class RunWaitEvent:
 
     def raise_for_error(self) -> None:
         """Re-raise an ``error`` event as the :class:`ClarifaiError` subclass it names."""
-        if self.status is not EventStatus.ERROR:
-            return
-        error_type = getattr(exceptions, self.error_class or "", None)
-        if not (isinstance(error_type, type) and issubclass(error_type, ClarifaiError)):
-            error_type = ClarifaiError
-        raise error_type(self.message)
+        _raise_for_error(self.status, self.error_class, self.message)
+
+
+def _raise_for_error(status: EventStatus, error_class: str | None, message: str) -> None:
+    if status is not EventStatus.ERROR:
+        return
+    error_type = getattr(exceptions, error_class or "", None)
+    if not (isinstance(error_type, type) and issubclass(error_type, ClarifaiError)):
+        error_type = ClarifaiError
+    raise error_type(message)
+
+
+class Require(StrEnum):
+    """How many of several runs must succeed: every one (``all``) or one (``any``)."""
+
+    ALL = "all"
+    ANY = "any"
+
+    @classmethod
+    def parse(cls, value: object) -> Require:
+        """Read ``require`` as a task or a trigger was given it.
+
+        :param value: ``"all"`` or ``"any"``.
+        :raises ClarifaiConfigurationError: anything else.
+        """
+        if value in ("all", "any"):
+            return cls(value)
+        from airflow_provider_clarifai.validate import quote
+
+        raise ClarifaiConfigurationError(
+            f"require must be 'all' (every run must succeed) or 'any' (one run is enough), not "
+            f"{quote(value)}."
+        )
+
+
+#: A run's ``outcome`` in a many-runs result: it succeeded, ended without success, could not be read,
+#: or was still going when the wait ended.
+RUN_OUTCOMES = ("success", "failure", "error", "waiting")
+
+
+@dataclass(frozen=True)
+class RunsWaitEvent:
+    """The one event of a wait for several runs of one pipeline version, as plain JSON-ready data.
+
+    :param status: success, failure, timeout or error.
+    :param require: ``all`` or ``any``.
+    :param message: what happened: each run's state, and the failed runs' last log lines.
+    :param runs: one entry per run, in the order given: ``run_id``, ``status`` (the state's name, ``None``
+        if never read), ``outcome`` (:data:`RUN_OUTCOMES`), ``status_description``, ``started_at``,
+        ``ended_at``, ``total_run_duration_seconds``.
+    :param decided_by: the runs that decided the outcome (see :func:`decide`).
+    :param cancelled: the runs cancelled because of a timeout.
+    :param error_class: for ``error``: the name of the :class:`ClarifaiError` subclass to raise.
+    """
+
+    status: EventStatus
+    require: Require
+    message: str
+    runs: list[dict[str, Any]]
+    decided_by: list[str]
+    cancelled: list[str] = field(default_factory=list)
+    error_class: str | None = None
+
+    @property
+    def log_tail(self) -> list[str]:
+        """Empty: the message already carries the failed runs' last log lines."""
+        return []
+
+    @property
+    def run(self) -> dict[str, Any]:
+        """The task's result: ``require``, ``decided_by`` and ``runs``."""
+        return {"require": self.require.value, "decided_by": list(self.decided_by), "runs": self.runs}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event payload."""
+        extra = {"cancelled": list(self.cancelled), "error_class": self.error_class}
+        return {"status": self.status.value, "message": self.message, **extra, **self.run}
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> RunsWaitEvent:
+        """Validate an event payload; anything malformed is an error, never a success.
+
+        :param payload: what ``execute_complete`` received as ``event``.
+        :raises ClarifaiUnexpectedResponseError: the payload is not a valid event.
+        """
+        if not isinstance(payload, Mapping):
+            raise _malformed(f"expected a mapping, got {type(payload).__name__}")
+        try:
+            status, require = EventStatus(str(payload.get("status"))), Require(str(payload.get("require")))
+        except ValueError:
+            raise _malformed("unknown status or require") from None
+        message, runs = payload.get("message"), payload.get("runs")
+        if not (isinstance(message, str) and isinstance(runs, list) and runs) or not all(
+            isinstance(e, Mapping) and isinstance(e.get("run_id"), str) and e.get("outcome") in RUN_OUTCOMES
+            for e in runs
+        ):
+            raise _malformed("it needs a message and runs, each with a run_id and an outcome")
+        outcomes = {entry["run_id"]: entry["outcome"] for entry in runs}
+        decided_by: Any = payload.get("decided_by")
+        cancelled: Any = payload.get("cancelled") or []
+        for named in (decided_by, cancelled):
+            if not isinstance(named, list) or not all(isinstance(i, str) and i in outcomes for i in named):
+                raise _malformed("decided_by and cancelled must name runs of the event")
+        if status is EventStatus.SUCCESS and {outcomes[i] for i in decided_by} != {"success"}:
+            raise _malformed("a success event must name the runs that succeeded")
+        error_class = payload.get("error_class")
+        return cls(
+            status=status,
+            require=require,
+            message=message,
+            runs=[dict(entry) for entry in runs],
+            decided_by=list(decided_by),
+            cancelled=list(cancelled),
+            error_class=error_class if isinstance(error_class, str) else None,
+        )
+
+    def raise_for_error(self) -> None:
+        """Re-raise an ``error`` event as the :class:`ClarifaiError` subclass it names."""
+        _raise_for_error(self.status, self.error_class, self.message)
+
+
+def decide(
+    require: Require, run_ids: Sequence[str], events: Mapping[str, RunWaitEvent]
+) -> tuple[EventStatus, list[str]] | None:
+    """Whether the events so far decide a wait for several runs; if so, how, and by which runs.
+
+    ``all``: one failure fails at once (decided by the failed runs); every run succeeded is a success.
+    ``any``: one success succeeds at once (decided by the runs that succeeded); every run ended without
+    success is a failure. In both, a run that cannot be read (an ``error`` event: not found, no access)
+    ends the wait at once: a wrong id is a mistake in the DAG, not a run that ended. A ``timeout`` event
+    is a run still going: once every run has an event and nothing else decided, the wait timed out.
+
+    :param require: ``all`` or ``any``.
+    :param run_ids: every run of the wait.
+    :param events: the events of the runs that ended (or timed out), by run id.
+    """
+
+    def having(status: EventStatus) -> list[str]:
+        return [run_id for run_id in run_ids if run_id in events and events[run_id].status is status]
+
+    if errors := having(EventStatus.ERROR):
+        return EventStatus.ERROR, errors[:1]
+    succeeded, failed = having(EventStatus.SUCCESS), having(EventStatus.FAILURE)
+    if require is Require.ALL and failed:
+        return EventStatus.FAILURE, failed
+    if require is Require.ANY and succeeded:
+        return EventStatus.SUCCESS, succeeded
+    for status, ended in ((EventStatus.SUCCESS, succeeded), (EventStatus.FAILURE, failed)):
+        if len(ended) == len(run_ids):
+            return status, ended
+    if all(run_id in events for run_id in run_ids):
+        return EventStatus.TIMEOUT, having(EventStatus.TIMEOUT)
+    return None
 
 
 def with_log_tail(message: str, tail: Iterable[str]) -> str:
@@ -255,14 +403,15 @@ def with_log_tail(message: str, tail: Iterable[str]) -> str:
 
 
 def settle(
-    event: RunWaitEvent,
+    event: RunWaitEvent | RunsWaitEvent,
     log: Any,
     *,
     failed: type[Exception],
     timed_out: type[Exception],
     error: ClarifaiError | None = None,
 ) -> dict[str, Any] | None:
-    """Turn a wait's event into the task's result: the run's summary on success, else raise.
+    """Turn a wait's event into the task's result: the run's summary (for several runs,
+    :attr:`RunsWaitEvent.run`) on success, else raise.
 
     The same for every mode: a deferred task's ``execute_complete`` and a polling task call it with
     the same event.
