@@ -118,6 +118,34 @@ class ClarifaiTaskMixin:
             base_dir=self._dag_folder(),
         )
 
+    def resolve_scope_ids(self, scope: Any, compute_cluster_id: str | None, nodepool_id: str | None) -> Any:
+        """Resolve the ids a scope needs (:func:`~airflow_provider_clarifai.scopes.resolve_scope`).
+
+        :param scope: a :class:`~airflow_provider_clarifai.scopes.RunScope`.
+        :param compute_cluster_id: the rendered compute cluster, for a nodepool scope.
+        :param nodepool_id: the rendered nodepool, for a nodepool scope.
+        """
+        from airflow_provider_clarifai.scopes import resolve_scope
+
+        settings = self.hook.get_settings()
+        given = {
+            "user_id": self.user_id,
+            "app_id": self.app_id,
+            "pipeline_id": self.pipeline_id,
+            "pipeline_version_id": self.pipeline_version_id,
+            "compute_cluster_id": compute_cluster_id,
+            "nodepool_id": nodepool_id,
+        }
+        return resolve_scope(
+            scope,
+            given,
+            config_lock_path=self.config_lock_path,
+            base_dir=self._dag_folder(),
+            default_user_id=settings.default_user_id,
+            default_app_id=settings.default_app_id,
+            conn_id=self.clarifai_conn_id,
+        )
+
     def _dag_folder(self) -> str | None:
         # ``self.dag`` raises outside a DAG (RuntimeError on 3.x, AirflowException on 2.11); get_dag() not.
         get_dag = getattr(self, "get_dag", None)

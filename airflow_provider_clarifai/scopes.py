@@ -231,3 +231,80 @@ def _too_many(
         f"more than max_runs={max_runs}. Nothing was changed. Narrow it (fewer states, older_than, a "
         f"smaller scope) or raise max_runs (up to {MAX_RUNS_LIMIT:,})."
     )
+
+
+def find_one(
+    hook: ClarifaiHook, where: ScopeIds, statuses: frozenset[PipelineRunStatus]
+) -> PipelineRun | None:
+    """A run of the scope in ``statuses``, or ``None`` when it is drained of them (one page of one run
+    per version looked at; a nodepool, one request).
+
+    :param hook: the hook.
+    :param where: the scope.
+    :param statuses: the states.
+    """
+    if where.scope is RunScope.NODEPOOL:
+        runs = hook.list_nodepool_runs(
+            where.user_id,
+            where.compute_cluster_id or "",
+            where.nodepool_id or "",
+            statuses=statuses,
+            per_page=1,
+            max_runs=1,
+        )
+        return runs[0] if runs else None
+    for ids in _versions(hook, where):
+        runs = hook.list_runs(ids, statuses=statuses, per_page=1, max_pages=1)
+        if runs:
+            return runs[0]
+    return None
+
+
+async def afind_one(
+    hook: ClarifaiHook,
+    where: ScopeIds,
+    statuses: frozenset[PipelineRunStatus],
+    versions: list[PipelineVersionIds] | None = None,
+) -> tuple[PipelineRun | None, list[PipelineVersionIds] | None]:
+    """Asyncio twin of :func:`find_one`; also returns the scope's versions, to pass back next time.
+
+    :param hook: the hook.
+    :param where: the scope.
+    :param statuses: the states.
+    :param versions: the scope's versions from an earlier look (``None``: list them).
+    """
+    if where.scope is RunScope.NODEPOOL:
+        runs = await hook.alist_nodepool_runs(
+            where.user_id,
+            where.compute_cluster_id or "",
+            where.nodepool_id or "",
+            statuses=statuses,
+            per_page=1,
+            max_runs=1,
+        )
+        return (runs[0] if runs else None), None
+    if versions is None:
+        versions = await _aversions(hook, where)
+    for ids in versions:
+        runs = await hook.alist_runs(ids, statuses=statuses, per_page=1, max_pages=1)
+        if runs:
+            return runs[0], versions
+    return None, versions
+
+
+async def _aversions(hook: ClarifaiHook, where: ScopeIds) -> list[PipelineVersionIds]:
+    user, app = where.user_id, where.app_id or ""
+    if where.scope is RunScope.VERSION:
+        return [PipelineVersionIds(user, app, where.pipeline_id or "", where.pipeline_version_id or "")]
+    if where.scope is RunScope.PIPELINE:
+        pipelines = [where.pipeline_id or ""]
+    else:
+        listed = await hook.alist_pipelines(user, app, max_items=MAX_VERSIONS + 1)
+        pipelines = [p.pipeline_id for p in listed]
+        _check_span(len(pipelines), "pipelines", where)
+    versions: list[PipelineVersionIds] = []
+    for pipeline_id in pipelines:
+        found = await hook.alist_pipeline_versions(user, app, pipeline_id, max_items=MAX_VERSIONS + 1)
+        versions += [PipelineVersionIds(user, app, pipeline_id, v.pipeline_version_id) for v in found]
+        _check_span(len(versions), "pipeline versions", where)
+    return versions

@@ -273,26 +273,7 @@ class ClarifaiPipelineRunStatusOperator(ClarifaiTaskMixin, BaseOperator):
         return self._report(context, groups)
 
     def _scope_ids(self) -> ScopeIds:
-        from airflow_provider_clarifai.scopes import resolve_scope
-
-        settings = self.hook.get_settings()
-        given = {
-            "user_id": self.user_id,
-            "app_id": self.app_id,
-            "pipeline_id": self.pipeline_id,
-            "pipeline_version_id": self.pipeline_version_id,
-            "compute_cluster_id": self.compute_cluster_id,
-            "nodepool_id": self.nodepool_id,
-        }
-        return resolve_scope(
-            self.scope,
-            given,
-            config_lock_path=self.config_lock_path,
-            base_dir=self._dag_folder(),
-            default_user_id=settings.default_user_id,
-            default_app_id=settings.default_app_id,
-            conn_id=self.clarifai_conn_id,
-        )
+        return self.resolve_scope_ids(self.scope, self.compute_cluster_id, self.nodepool_id)
 
     def _change(self, hook: ClarifaiHook, ids: PipelineVersionIds, records: list[_RunRecord]) -> None:
         """Send one (batched) request for the runs judged changeable and record what became of each."""

@@ -19,6 +19,7 @@ def test_the_examples_are_all_here():
         "example_clarifai_cancel_running",
         "example_clarifai_gating",
         "example_clarifai_maintenance_window",
+        "example_clarifai_nodepool_maintenance",
         "example_clarifai_on_run_completed",
         "example_clarifai_start_and_monitor",
     ]
