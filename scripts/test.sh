@@ -56,9 +56,11 @@ ensure_browser() {
 }
 
 status=0
+# Each environment is built (and, on the newest, linted) first; then their test suites run at the same
+# time, each into its own log, shown when both have ended: the suites wait on Airflow processes and the
+# emulator far more than they compute, and CI's verdict never depends on the machine's speed.
 for env in "${envs[@]}"; do
   ensure_env "$env"
-  export CLARIFAI_PROVIDER_UV="$uv" # tests/test_packaging.py builds and installs with it
   py="$venvs/$env/bin/python"
   if ((fast == 0)) && [[ $env == newest ]]; then
     echo "== lint ($env)"
@@ -68,18 +70,32 @@ for env in "${envs[@]}"; do
     "$venvs/$env/bin/flake8" airflow_provider_clarifai || status=1
     echo "== docs ($env): sphinx -W"
     "$py" -m sphinx -W -q -b html docs docs/_build/html || status=1
-  fi
-  if ((fast == 0)) && [[ $env == newest ]]; then
     ensure_browser
   fi
+done
+export CLARIFAI_PROVIDER_UV="$uv" # tests/test_packaging.py builds and installs with it
+
+run_env() {
+  local env=$1 py="$venvs/$1/bin/python" result=0
   echo "== tests ($env: $("$py" -c 'import airflow; print("Airflow", airflow.__version__)'))"
-  marker=()
+  local marker=()
   ((fast)) && marker=(-m "not integration and not e2e")
-  "$py" -m pytest "${marker[@]}" "${pytest_args[@]}" || status=1
+  "$py" -m pytest "${marker[@]}" "${pytest_args[@]}" || result=1
   if ((fast == 0)); then
-    # Its exit status counts for correctness only: timings are printed, not judged (no --judge-timings).
     echo "== benchmark ($env): trigger burst (correctness judged; timings printed, not judged)"
-    "$py" benchmarks/trigger_burst.py || status=1
+    "$py" benchmarks/trigger_burst.py || result=1
   fi
+  return $result
+}
+
+logs=$(mktemp -d)
+pids=()
+for env in "${envs[@]}"; do
+  run_env "$env" >"$logs/$env.log" 2>&1 &
+  pids+=($!)
+done
+for index in "${!envs[@]}"; do
+  wait "${pids[$index]}" || status=1
+  cat "$logs/${envs[$index]}.log"
 done
 exit $status

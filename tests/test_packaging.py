@@ -55,8 +55,14 @@ def uv() -> str:
 
 @pytest.fixture(scope="module")
 def dists(uv, tmp_path_factory) -> dict[str, Path]:
+    import fcntl
+
     out = tmp_path_factory.mktemp("dist")
-    run(uv, "build", "--quiet", "--out-dir", out, ROOT)
+    # The build writes into the checkout (egg-info): one build at a time, when both environments' suites
+    # run at once (scripts/test.sh).
+    with open(ROOT / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        run(uv, "build", "--quiet", "--out-dir", out, ROOT)
     (wheel,) = out.glob("airflow_provider_clarifai-*.whl")
     (sdist,) = out.glob("airflow_provider_clarifai-*.tar.gz")
     return {"wheel": wheel, "sdist": sdist}
