@@ -97,13 +97,21 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [
             {
                 "integration-name": "Clarifai",
-                "python-modules": ["airflow_provider_clarifai.sensors.clarifai"],
+                "python-modules": [
+                    "airflow_provider_clarifai.sensors.clarifai",
+                    "airflow_provider_clarifai.sensors.drained",
+                ],
             }
         ],
         "triggers": [
             {
                 "integration-name": "Clarifai",
-                "python-modules": ["airflow_provider_clarifai.triggers.clarifai"],
+                # triggers.events (asset watchers) is Airflow 3 only: importing it on Airflow 2 raises, so
+                # it is not declared here; its docs page and the API reference list it.
+                "python-modules": [
+                    "airflow_provider_clarifai.triggers.clarifai",
+                    "airflow_provider_clarifai.triggers.drained",
+                ],
             }
         ],
         "extra-links": ["airflow_provider_clarifai.links.clarifai.ClarifaiPipelineRunLink"],

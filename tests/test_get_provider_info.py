@@ -28,8 +28,17 @@ MODULES = {
         },
         "airflow_provider_clarifai.operators.run_pipeline": {"ClarifaiRunPipelineOperator"},
     },
-    "sensors": {"airflow_provider_clarifai.sensors.clarifai": {"ClarifaiPipelineRunSensor"}},
-    "triggers": {"airflow_provider_clarifai.triggers.clarifai": {"ClarifaiPipelineRunTrigger"}},
+    "sensors": {
+        "airflow_provider_clarifai.sensors.clarifai": {"ClarifaiPipelineRunSensor"},
+        "airflow_provider_clarifai.sensors.drained": {"ClarifaiDrainedSensor"},
+    },
+    "triggers": {
+        "airflow_provider_clarifai.triggers.clarifai": {
+            "ClarifaiPipelineRunTrigger",
+            "ClarifaiPipelineRunsTrigger",
+        },
+        "airflow_provider_clarifai.triggers.drained": {"ClarifaiDrainedTrigger"},
+    },
     "hooks": {"airflow_provider_clarifai.hooks.clarifai": {"ClarifaiHook"}},
 }
 
