@@ -5,7 +5,8 @@
 1. ``preview_window`` lists what the window will touch (a dry run: a table in its log, nothing sent).
 2. ``hold_queued`` pauses every queued run, so nothing new starts on the nodepool.
 3. ``wait_for_drain`` waits, in the triggerer, until no run on the nodepool is running, for at most
-   ten minutes (then it is skipped, not failed).
+   ten minutes (then it is skipped, not failed; the environment variable
+   ``CLARIFAI_EXAMPLE_DRAIN_SECONDS`` changes that bound, as the tests do).
 4. ``pause_running`` pauses whatever still runs, and waits until each run has stopped.
 5. ``wait_for_window_end`` waits out the window (``window_seconds`` from the DAG run's start).
 6. ``resume_paused_runs`` resumes exactly the runs the two pause tasks paused, each in its own pipeline
@@ -23,6 +24,7 @@ cluster and id as params (the defaults name the emulator's bundled ``demo-cluste
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pendulum
@@ -74,7 +76,7 @@ with DAG(
         drained_of=["RUNNING"],
         deferrable=True,
         poke_interval=5,
-        timeout=600,
+        timeout=int(os.environ.get("CLARIFAI_EXAMPLE_DRAIN_SECONDS", "600")),
         soft_fail=True,
         **NODEPOOL,
     )

@@ -62,12 +62,14 @@ KNOWN_EXAMPLES = {
     "example_clarifai_cancel_running",
     "example_clarifai_gating",
     "example_clarifai_maintenance_window",
+    "example_clarifai_nodepool_maintenance",
     "example_clarifai_start_and_monitor",
 }
 #: Parameters that make a DAG finish in seconds (as the example DAGs' own tests run them); a new example
 #: DAG runs with its defaults until it is added here.
 RUN_CONF: dict[str, dict[str, Any]] = {
     "example_clarifai_maintenance_window": {"window_seconds": 1},
+    "example_clarifai_nodepool_maintenance": {"window_seconds": 1},
     "example_clarifai_cancel_running": {"run_ids": ["run-paused", "run-completed"]},
     "example_clarifai_start_and_monitor": {"learning_rate": "0.005", "epochs": "3"},
 }
@@ -572,6 +574,8 @@ def test_no_example_dag_leaves_the_token_anywhere(
     emulators, airflow_db, strict_logs, built, tmp_path, caplog, capfd, monkeypatch
 ):
     caplog.set_level(logging.INFO)
+    # The nodepool example's drain waits at most this long (run-forever never ends): 2 s, not 10 minutes.
+    monkeypatch.setenv("CLARIFAI_EXAMPLE_DRAIN_SECONDS", "2")
     dag_ids = example_dag_ids()
     assert KNOWN_EXAMPLES <= set(dag_ids), sorted(dag_ids)
     tasks_seen: list[Any] = []
