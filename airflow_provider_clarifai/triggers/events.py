@@ -108,43 +108,48 @@ class RunEndsProducer(SharedStreamProducer):
         watcher = await watcher_for(hook, ids)
         feed = FinishedFeed(states=ENDED, sweep_every=trigger.sweep_every)
         due, number, pending_round = loop.time(), 0, None
-        while True:
-            if self.key in _sweep_requests or self._sweep_again:
-                _sweep_requests.discard(self.key)
-                self._sweep_again, feed.sweep_requested = False, True
-            if pending_round is None:
-                within = max(due - loop.time(), 0.0) + max(trigger.poll_interval, ROUND_GRACE_SECONDS)
-                pending_round = loop.create_task(
-                    watcher.ended(feed, due=due, interval=trigger.poll_interval, within=within)
-                )
-            checkpoint = loop.create_task(self._checkpoint.wait())
-            try:
-                await asyncio.wait({pending_round, checkpoint}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                checkpoint.cancel()
-            ended: list[PipelineRun] = []
-            swept = False
-            if pending_round.done():
-                finished, pending_round = pending_round, None
-                due = loop.time() + trigger.poll_interval
-                try:
-                    ended = finished.result()
-                    swept = feed.rounds_since_sweep == 0
-                except ClarifaiError as error:
-                    # The watch goes on: a wrong token or a deleted version is logged each round until fixed.
-                    trigger.log.error(
-                        "Polling %s for ended runs failed; polling again in %.0f s: %s",
-                        ids,
-                        trigger.poll_interval,
-                        error,
+        try:
+            while True:
+                if self.key in _sweep_requests or self._sweep_again:
+                    _sweep_requests.discard(self.key)
+                    self._sweep_again, feed.sweep_requested = False, True
+                if pending_round is None:
+                    within = max(due - loop.time(), 0.0) + max(trigger.poll_interval, ROUND_GRACE_SECONDS)
+                    pending_round = loop.create_task(
+                        watcher.ended(feed, due=due, interval=trigger.poll_interval, within=within)
                     )
-            self._checkpoint.clear()
-            resolved, self._resolved = tuple(self._resolved), []
-            if not ended and not swept and not resolved:
-                continue
-            number += 1
-            batch = RunBatch(number, swept, tuple(sorted(ended, key=_order)), resolved, web_base_url)
-            yield batch, number
+                checkpoint = loop.create_task(self._checkpoint.wait())
+                try:
+                    await asyncio.wait({pending_round, checkpoint}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    checkpoint.cancel()
+                ended: list[PipelineRun] = []
+                swept = False
+                if pending_round.done():
+                    finished, pending_round = pending_round, None
+                    due = loop.time() + trigger.poll_interval
+                    try:
+                        ended = finished.result()
+                        swept = feed.rounds_since_sweep == 0
+                    except ClarifaiError as error:
+                        # The watch goes on: a wrong token or a deleted version is logged each round.
+                        trigger.log.error(
+                            "Polling %s for ended runs failed; polling again in %.0f s: %s",
+                            ids,
+                            trigger.poll_interval,
+                            error,
+                        )
+                self._checkpoint.clear()
+                resolved, self._resolved = tuple(self._resolved), []
+                if not ended and not swept and not resolved:
+                    continue
+                number += 1
+                batch = RunBatch(number, swept, tuple(sorted(ended, key=_order)), resolved, web_base_url)
+                yield batch, number
+        finally:
+            # The poll ends (its group stopped): the round under way goes, and its read leaves the watcher.
+            if pending_round is not None:
+                pending_round.cancel()
 
     async def advance(self, batch: Sequence[AdvanceItem]) -> None:
         """Note the rounds whose events were persisted; a round not cleanly resolved comes again.
