@@ -79,6 +79,7 @@ RUN_CONF: dict[str, dict[str, Any]] = {
 TIME_SCALE: dict[str, float | None] = {
     "example_clarifai_maintenance_window": None,
     "example_clarifai_cancel_running": None,
+    "example_clarifai_nodepool_maintenance": None,
 }
 
 
