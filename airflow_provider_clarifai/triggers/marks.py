@@ -77,7 +77,8 @@ class RunMarks:
         if self.baseline and swept:
             # The first full look: what has ended by now ended before this watch began.
             for run in runs:
-                self.seen.setdefault(run.run_id, end_time(run))
+                if run.run_id not in self.fired:  # fired already: it is marked once it is persisted
+                    self.seen.setdefault(run.run_id, end_time(run))
             self.baseline = False
             self._compact()
             await self._save()
