@@ -184,10 +184,8 @@ def list_runs(
     :param nodepool_id: only runs on this nodepool.
     """
     codes = sorted(status.code for status in statuses)
-    runs: list[PipelineRun] = []
-    seen: set[str] = set()
-    page = 1
-    while max_pages is None or page <= max_pages:
+
+    def call(page: int) -> Call:
         request = service_pb2.ListPipelineVersionRunsRequest(
             user_app_id=_user_app(ids),
             pipeline_id=ids.pipeline_id,
@@ -198,18 +196,47 @@ def list_runs(
             compute_cluster_id=compute_cluster_id or "",
             nodepool_id=nodepool_id or "",
         )
-        response = yield Call(
-            "ListPipelineVersionRuns", request, f"listing runs of {_where(ids)}, page {page}"
-        )
-        batch = [run_from_message(message, ids) for message in response.pipeline_version_runs]
-        fresh = [run for run in batch if run.run_id not in seen]
-        seen.update(run.run_id for run in fresh)
-        runs.extend(fresh)
-        # A short page ends the listing; so does a page with nothing new (a server repeating itself).
+        return Call("ListPipelineVersionRuns", request, f"listing runs of {_where(ids)}, page {page}")
+
+    def runs_of(response: Any) -> list[PipelineRun]:
+        return [run_from_message(message, ids) for message in response.pipeline_version_runs]
+
+    return (yield from paged(call, runs_of, lambda run: run.run_id, per_page, max_pages=max_pages))
+
+
+def paged(
+    call: Callable[[int], Call],
+    items_of: Callable[[Any], list[T]],
+    key: Callable[[T], Any],
+    per_page: int,
+    limit: int | None = None,
+    *,
+    max_pages: int | None = None,
+) -> Flow[list[T]]:
+    """Flow: every page of a listing, from page 1, until a short page, a page with nothing new (a server
+    repeating itself), ``limit`` items or ``max_pages`` pages.
+
+    :param call: the call for one page number.
+    :param items_of: the items of one page's response.
+    :param key: an item's identity, to drop items seen on an earlier page.
+    :param per_page: the page size asked for.
+    :param limit: stop once this many items were read (``None``: no limit).
+    :param max_pages: stop after this many pages (``None``: no limit).
+    """
+    items: list[T] = []
+    seen: set[Any] = set()
+    page = 1
+    while max_pages is None or page <= max_pages:
+        batch = items_of((yield call(page)))
+        fresh = [item for item in batch if key(item) not in seen]
+        seen.update(key(item) for item in fresh)
+        items.extend(fresh)
+        if limit is not None and len(items) >= limit:
+            return items[:limit]
         if len(batch) < per_page or not fresh:
             break
         page += 1
-    return runs
+    return items
 
 
 def _is_run_state(code: int) -> bool:

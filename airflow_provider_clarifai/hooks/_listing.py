@@ -17,7 +17,7 @@ call.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Generator, Hashable, Iterable
+from collections.abc import Generator, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_clarifai.exceptions import ClarifaiConfigurationError, ClarifaiNotFoundError
@@ -198,30 +198,6 @@ def _limit(value: object, what: str) -> int | None:
 # Flows -----------------------------------------------------------------------------------------------
 
 
-def _paged(
-    call: Callable[[int], Call],
-    items_of: Callable[[Any], list[T]],
-    key: Callable[[T], Hashable],
-    per_page: int,
-    limit: int | None,
-) -> Flow[list[T]]:
-    """Read pages from 1 until a short page, a page with nothing new (a server repeating itself), or
-    ``limit`` items."""
-    items: list[T] = []
-    seen: set[Hashable] = set()
-    page = 1
-    while True:
-        batch = items_of((yield call(page)))
-        fresh = [item for item in batch if key(item) not in seen]
-        seen.update(key(item) for item in fresh)
-        items.extend(fresh)
-        if limit is not None and len(items) >= limit:
-            return items[:limit]
-        if len(batch) < per_page or not fresh:
-            return items
-        page += 1
-
-
 def _pipelines_flow(
     user_id: object, app_id: object, per_page: object, max_items: object
 ) -> Flow[list[PipelineInfo]]:
@@ -233,7 +209,7 @@ def _pipelines_flow(
 def _pipelines(user_id: str, app_id: str, per_page: int, limit: int | None) -> Flow[list[PipelineInfo]]:
     from clarifai_grpc.grpc.api import resources_pb2, service_pb2
 
-    from airflow_provider_clarifai.hooks._flows import Call, _timestamp
+    from airflow_provider_clarifai.hooks._flows import Call, _timestamp, paged
 
     user_app = resources_pb2.UserAppIDSet(user_id=user_id, app_id=app_id)
 
@@ -252,7 +228,7 @@ def _pipelines(user_id: str, app_id: str, per_page: int, limit: int | None) -> F
             for message in response.pipelines
         ]
 
-    return (yield from _paged(call, items_of, lambda item: item.pipeline_id, per_page, limit))
+    return (yield from paged(call, items_of, lambda item: item.pipeline_id, per_page, limit))
 
 
 def _versions_flow(
@@ -269,7 +245,7 @@ def _versions(
 ) -> Flow[list[PipelineVersionInfo]]:
     from clarifai_grpc.grpc.api import resources_pb2, service_pb2
 
-    from airflow_provider_clarifai.hooks._flows import Call, _timestamp
+    from airflow_provider_clarifai.hooks._flows import Call, _timestamp, paged
 
     user_app = resources_pb2.UserAppIDSet(user_id=user_id, app_id=app_id)
     where = f"{user_id}/{app_id}/{pipeline_id}"
@@ -292,7 +268,7 @@ def _versions(
             for message in response.pipeline_versions
         ]
 
-    return (yield from _paged(call, items_of, lambda item: item.pipeline_version_id, per_page, limit))
+    return (yield from paged(call, items_of, lambda item: item.pipeline_version_id, per_page, limit))
 
 
 def _nodepool_runs_flow(
@@ -324,7 +300,7 @@ def _nodepool_runs(
 ) -> Flow[list[PipelineRun]]:
     from clarifai_grpc.grpc.api import resources_pb2, service_pb2
 
-    from airflow_provider_clarifai.hooks._flows import Call, run_from_message
+    from airflow_provider_clarifai.hooks._flows import Call, paged, run_from_message
 
     codes = sorted(status.code for status in statuses)
     where = f"nodepool {nodepool_id} of compute cluster {compute_cluster_id} (user {user_id})"
@@ -357,7 +333,7 @@ def _nodepool_runs(
         return (run.app_id, run.pipeline_id, run.pipeline_version_id, run.run_id)
 
     try:
-        return (yield from _paged(call, items_of, key, per_page, limit))
+        return (yield from paged(call, items_of, key, per_page, limit))
     except ClarifaiNotFoundError as error:
         raise _nodepool_not_found(error, user_id, compute_cluster_id, nodepool_id) from None
 

@@ -18,7 +18,6 @@ from airflow_provider_clarifai.operators.outcomes import (
     _record_before_change,
     _RunRecord,
     record_before,
-    where,
 )
 from airflow_provider_clarifai.status import PipelineRunStatus, RunAction, format_statuses, parse_statuses
 from airflow_provider_clarifai.validate import quote
@@ -182,11 +181,6 @@ def preview(action: RunAction, groups: Groups) -> None:
                 record.message = (
                     f"would {action.value}: {record.state_before} -> {action.target_status.value} (dry run)"
                 )
-
-
-def describe(groups: Groups) -> str:
-    """The versions of a batch, for the log."""
-    return ", ".join(where(ids) for ids in groups) or "no pipeline version"
 
 
 def _named(record: _RunRecord, ids: PipelineVersionIds) -> _RunRecord:
