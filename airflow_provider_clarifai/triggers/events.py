@@ -134,8 +134,8 @@ class RunEndsProducer(SharedStreamProducer):
                     except ClarifaiError as error:
                         # The watch goes on: a wrong token or a deleted version is logged each round.
                         trigger.log.error(
-                            "Polling %s for ended runs failed; polling again in %.0f s: %s",
-                            ids,
+                            "Polling %s for ended runs failed; polling again in %g s: %s",
+                            "/".join(ids.as_dict().values()),
                             trigger.poll_interval,
                             error,
                         )
